@@ -1,0 +1,47 @@
+"""lsm: lesion-symptom mapping for stroke research.
+
+Data flow is one way: cohort -> lesion matrix -> array-only statistics engine
+(:mod:`lsm.stats`) -> result objects -> maps, plots and reports.
+"""
+
+import importlib
+import logging
+
+__version__ = "0.1.0"
+
+logging.getLogger("lsm").addHandler(logging.NullHandler())
+
+# Public names, imported lazily so that ``import lsm`` stays fast and a heavy
+# optional dependency (matplotlib, dask) is only imported when used.
+_LAZY = {
+    "Cohort": "lsm.cohort",
+    "load_cohort": "lsm.cohort",
+    "DataDictionary": "lsm.dictionary",
+    "load_dictionary": "lsm.dictionary",
+    "vlsm": "lsm.vlsm",
+    "VLSMResult": "lsm.results",
+    "territory_load": "lsm.territory",
+    "lesion_descriptors": "lsm.territory",
+    "overlap_map": "lsm.territory",
+    "territory_summary": "lsm.territory",
+    "volume_score_correlation": "lsm.clinical",
+    "outcome_model": "lsm.clinical",
+    "territory_lsm": "lsm.clinical",
+    "datasets": "lsm.datasets",
+    "exceptions": "lsm.exceptions",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = module if module.__name__ == f"lsm.{name}" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lsm' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,91 @@
+"""Small shared helpers: option checking, atomic outputs, random states."""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .exceptions import OutputExistsError
+
+__all__ = ["check_option", "check_random_state", "atomic_output_dir", "atomic_write_text"]
+
+
+def check_option(name, value, allowed):
+    """Raise a ValueError naming the parameter, the allowed values and what was given."""
+    if value not in allowed:
+        allowed_txt = ", ".join(repr(a) for a in allowed)
+        raise ValueError(
+            f"Invalid value for the {name!r} parameter. Allowed values are {allowed_txt}, "
+            f"but got {value!r} instead."
+        )
+    return value
+
+
+def check_random_state(random_state):
+    """Turn ``None``, an int, a SeedSequence or a Generator into a ``np.random.Generator``."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        raise TypeError(
+            "random_state must be None, an int or a numpy.random.Generator; legacy "
+            "RandomState objects are not supported (use np.random.default_rng(seed))."
+        )
+    return np.random.default_rng(random_state)
+
+
+def _check_target(path, overwrite):
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"Output {str(path)!r} already exists. Pass overwrite=True (or --overwrite on the "
+            "command line) to replace it, or choose another path."
+        )
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path, overwrite=False):
+    """Write a folder atomically.
+
+    Yields a temporary sibling folder; on success it replaces ``path`` in one rename
+    (the old folder, if any and ``overwrite=True``, is removed only afterwards). On any
+    exception the temporary folder is deleted and ``path`` is left untouched.
+    """
+    path = _check_target(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+    return path
+
+
+def atomic_write_text(path, text, overwrite=False, encoding="utf-8"):
+    """Write a text file atomically (temporary file in the same folder, then rename)."""
+    path = _check_target(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding) as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path

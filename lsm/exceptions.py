@@ -1,0 +1,74 @@
+"""Exception and warning classes used throughout :mod:`lsm`.
+
+Every error raised on bad user input is a subclass of :class:`LSMError` and of the
+matching built-in (``ValueError``, ``FileNotFoundError``...), so callers can catch
+either.
+"""
+
+__all__ = [
+    "LSMError",
+    "CohortError",
+    "LesionImageError",
+    "PhenotypeError",
+    "DictionaryError",
+    "DataFetchError",
+    "HashMismatchError",
+    "AnalysisError",
+    "OutputExistsError",
+    "SpaceError",
+    "LSMWarning",
+    "DroppedSubjectsWarning",
+    "ResamplingWarning",
+]
+
+
+class LSMError(Exception):
+    """Base class of every error raised by lsm."""
+
+
+class CohortError(LSMError, ValueError):
+    """The lesion masks and the phenotype table cannot be joined as asked."""
+
+
+class LesionImageError(LSMError, ValueError):
+    """A lesion mask is unreadable or invalid (not 3D, not binary, empty, NaN...)."""
+
+
+class PhenotypeError(LSMError, ValueError):
+    """The phenotype table is malformed or a value fails validation."""
+
+
+class DictionaryError(LSMError, ValueError):
+    """The data dictionary itself is malformed."""
+
+
+class DataFetchError(LSMError, OSError):
+    """A dataset could not be found locally nor downloaded."""
+
+
+class HashMismatchError(DataFetchError):
+    """A downloaded or cached file does not have its expected sha256."""
+
+
+class AnalysisError(LSMError, ValueError):
+    """The requested analysis cannot be run on these data (degenerate input)."""
+
+
+class OutputExistsError(LSMError, FileExistsError):
+    """An output path exists and ``overwrite=False``."""
+
+
+class SpaceError(LSMError, ValueError):
+    """Images are not in a common standard space (e.g. ISLES'24 native CT masks)."""
+
+
+class LSMWarning(UserWarning):
+    """Base class of lsm warnings."""
+
+
+class DroppedSubjectsWarning(LSMWarning):
+    """Some subjects were excluded; see the ``dropped`` table."""
+
+
+class ResamplingWarning(LSMWarning):
+    """Images were resampled with nearest-neighbour interpolation between lattices."""
