@@ -1,0 +1,875 @@
+"""The result of a voxel-based lesion-symptom mapping analysis.
+
+:class:`VLSMResult` is built by :func:`lsm.vlsm` through :meth:`VLSMResult.from_arrays`
+from the flat arrays of the array-only engine, and wraps them as
+:class:`nibabel.nifti1.Nifti1Image` maps on the cohort grid. It renders a text
+:meth:`~VLSMResult.summary` and a notebook table, lists connected clusters of
+significant voxels labelled with arterial territories (:meth:`~VLSMResult.clusters`),
+and saves to / loads from a BIDS-derivatives-style folder.
+"""
+
+import dataclasses
+import datetime as _dt
+import functools
+import html
+import json
+import logging
+import math
+import numbers
+import os
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from ._utils import atomic_output_dir, check_option
+from .exceptions import AnalysisError, LSMError
+
+__all__ = ["VLSMResult", "Summary"]
+
+logger = logging.getLogger("lsm")
+
+#: File name prefix of every file written by :meth:`VLSMResult.save`.
+_PREFIX = "vlsm"
+_RESULT_JSON = f"{_PREFIX}.json"
+_NULL_TSV = f"{_PREFIX}_null.tsv"
+_CLUSTERS_TSV = f"{_PREFIX}_clusters.tsv"
+_FORMAT_VERSION = 1
+
+#: attribute -> (file name, one-line description) of the core maps.
+_CORE_MAPS = {
+    "stat": (f"{_PREFIX}_stat-stat_statmap.nii.gz",
+             "Raw test statistic; positive when lesioned subjects have higher scores."),
+    "z": (f"{_PREFIX}_stat-z_statmap.nii.gz", "Statistic converted to a signed z."),
+    "p": (f"{_PREFIX}_stat-p_statmap.nii.gz", "Uncorrected parametric p-value (1 where untested)."),
+    "p_corrected": (f"{_PREFIX}_stat-pcorrected_statmap.nii.gz",
+                    "Corrected p-value (1 where untested or not applicable)."),
+    "n_lesioned": (f"{_PREFIX}_desc-nlesioned_map.nii.gz",
+                   "Number of lesioned subjects per voxel (all voxels)."),
+    "significant": (f"{_PREFIX}_desc-significant_mask.nii.gz",
+                    "Voxels significant after correction (1), else 0."),
+    "mask_img": (f"{_PREFIX}_desc-tested_mask.nii.gz", "Voxels that were tested (1), else 0."),
+}
+
+_CONNECTIVITY = {6: 1, 18: 2, 26: 3}
+_UNAVAILABLE = "unavailable"
+
+
+class Summary(str):
+    """Text summary that prints itself when echoed in a console or notebook."""
+
+    def __repr__(self):
+        return str(self)
+
+    def _repr_html_(self):
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------
+def _json_safe(obj):
+    """Recursively convert ``obj`` into something :func:`json.dumps` accepts.
+
+    numpy scalars and arrays become Python numbers and lists, non-finite floats become
+    ``None`` (JSON has no NaN), paths and timestamps become strings, sets become sorted
+    lists and mappings get string keys.
+    """
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return [_json_safe(v) for v in sorted(obj, key=str)]
+    if isinstance(obj, pd.DataFrame):
+        return _json_safe(obj.to_dict(orient="records"))
+    if isinstance(obj, pd.Series):
+        return _json_safe(obj.to_dict())
+    if isinstance(obj, (Path, _dt.date, _dt.datetime, pd.Timestamp)):
+        return str(obj)
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, np.generic):
+        return _json_safe(obj.item())
+    return str(obj)
+
+
+def _bids_label(name):
+    """Turn a map name (``"tfce"``, ``"neg_log10_p"``) into an alphanumeric BIDS label."""
+    label = re.sub(r"[^0-9a-zA-Z]", "", str(name))
+    if not label:
+        raise ValueError(f"Cannot make a file name from the map name {name!r}: use letters/digits.")
+    return label
+
+
+def _check_flat(name, arr, size, dtype_kind):
+    arr = np.asarray(arr)
+    if arr.ndim != 1 or arr.shape[0] != size:
+        raise ValueError(
+            f"VLSMResult.from_arrays: {name!r} must be a 1D array of length {size}, "
+            f"got shape {arr.shape}."
+        )
+    if dtype_kind == "b":
+        if arr.dtype != bool:
+            uniq = np.unique(arr)
+            if not np.isin(uniq, [0, 1]).all():
+                raise ValueError(
+                    f"VLSMResult.from_arrays: {name!r} must be boolean, got values {uniq[:5]}."
+                )
+            arr = arr.astype(bool)
+        return arr
+    if dtype_kind == "i":
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+                raise ValueError(f"VLSMResult.from_arrays: {name!r} must hold integer counts.")
+        return arr.astype(np.int32)
+    arr = arr.astype(np.float64)
+    if np.isnan(arr).any():
+        first = int(np.flatnonzero(np.isnan(arr))[0])
+        raise AnalysisError(
+            f"VLSMResult.from_arrays: {name!r} has {int(np.isnan(arr).sum())} NaN value(s) "
+            f"(first at tested voxel {first}); the engine must not produce NaN statistics."
+        )
+    return arr
+
+
+def _fill(values, tested, shape, fill, dtype):
+    """Scatter the tested-voxel ``values`` into a full volume of ``shape``."""
+    out = np.full(int(np.prod(shape)), fill, dtype=dtype)
+    out[tested] = values
+    return out.reshape(shape)
+
+
+def _image(data, affine):
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm")
+    return img
+
+
+def _data(img):
+    """Array of an image in its stored dtype (no scaling to float for int/uint8 maps)."""
+    return np.asanyarray(img.dataobj)
+
+
+# ---------------------------------------------------------------------------------------
+# the result
+# ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class VLSMResult:
+    """Maps, null distribution and provenance of a VLSM analysis.
+
+    Build it with :meth:`from_arrays` (as :func:`lsm.vlsm` does) or :meth:`load`.
+
+    Attributes
+    ----------
+    stat : Nifti1Image of float64
+        Raw test statistic (t, Welch t, Brunner-Munzel statistic, OLS t or signed
+        Liebermeister z). Positive when lesioned subjects have higher scores; 0 where
+        untested.
+    z : Nifti1Image of float64
+        The statistic converted to a signed z; 0 where untested.
+    p : Nifti1Image of float64
+        Uncorrected parametric p-value (per ``params["alternative"]``); 1 where untested.
+    p_corrected : Nifti1Image of float64
+        Permutation (FWE, CFWER, cluster, TFCE) or FDR corrected p-value; 1 where untested
+        or not applicable.
+    n_lesioned : Nifti1Image of int32
+        Number of lesioned subjects per voxel, on every voxel of the grid.
+    significant : Nifti1Image of uint8
+        1 where the voxel is significant after correction, else 0 (NIfTI has no boolean
+        type; ``significant.get_fdata().astype(bool)`` gives the boolean mask).
+    mask_img : Nifti1Image of uint8
+        1 where the voxel was tested, else 0.
+    threshold : float or None
+        Significance threshold on ``|z|`` (two-sided) or on the signed ``z`` (one-sided)
+        for ``fwe``/``cfwer``; ``None`` for the other corrections.
+    null_distribution : ndarray of shape (n_permutations,) or None
+        The permutation null of the corrected statistic (max statistic for ``fwe``,
+        v-th largest for ``cfwer``, max cluster size/mass or max TFCE); ``None`` when
+        no permutations were run.
+    params : dict
+        The analysis parameters (score, method, covariates, correction, alpha, ...).
+    provenance : dict
+        Subjects, excluded subjects with reasons, voxel counts, package versions,
+        runtime, creation time.
+    extra_maps : dict of str to Nifti1Image
+        Further maps (``{"tfce": ...}``), 0 where untested.
+    observed : float, ndarray or None
+        The observed value(s) compared with ``null_distribution`` (for example the
+        maximum ``|z|``); ``None`` when the engine did not report it.
+    null_statistic : str or None
+        What ``null_distribution`` holds (``"max_abs_z"``, ``"cluster_size"``...), as
+        reported by the engine.
+    """
+
+    stat: nib.Nifti1Image
+    z: nib.Nifti1Image
+    p: nib.Nifti1Image
+    p_corrected: nib.Nifti1Image
+    n_lesioned: nib.Nifti1Image
+    significant: nib.Nifti1Image
+    mask_img: nib.Nifti1Image
+    threshold: float | None = None
+    null_distribution: np.ndarray | None = None
+    params: dict = dataclasses.field(default_factory=dict)
+    provenance: dict = dataclasses.field(default_factory=dict)
+    extra_maps: dict = dataclasses.field(default_factory=dict)
+    observed: object = None
+    null_statistic: str | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        affine,
+        shape,
+        tested,
+        stat,
+        z,
+        p,
+        p_corrected,
+        significant,
+        n_lesioned,
+        threshold,
+        null_distribution,
+        params,
+        provenance,
+        extra_maps=None,
+        observed=None,
+        null_statistic=None,
+    ):
+        """Wrap the flat arrays of the engine into maps on the cohort grid.
+
+        Parameters
+        ----------
+        affine : ndarray of shape (4, 4)
+            Voxel-to-world (MNI mm) affine of the cohort grid.
+        shape : tuple of 3 int
+            Shape of the cohort grid.
+        tested : ndarray of bool, shape (prod(shape),)
+            Voxels that were tested, flat in C order.
+        stat, z, p, p_corrected : ndarray of float, shape (n_tested,)
+            Raw statistic, signed z, uncorrected and corrected p on the tested voxels
+            (in the order of ``np.flatnonzero(tested)``).
+        significant : ndarray of bool, shape (n_tested,)
+            Significant tested voxels.
+        n_lesioned : ndarray of int, shape (prod(shape),)
+            Number of lesioned subjects per voxel (all voxels).
+        threshold : float or None
+            Threshold on z for ``fwe``/``cfwer``, else ``None``.
+        null_distribution : ndarray of shape (n_permutations,) or None
+            Null distribution of the corrected statistic.
+        params, provenance : dict
+            Parameters and provenance; copied (made JSON-safe) into the result.
+        extra_maps : dict of str to ndarray of shape (n_tested,), optional
+            Further maps, 0 where untested.
+        observed : float or ndarray, optional
+            The observed value(s) compared with ``null_distribution``.
+        null_statistic : str, optional
+            What the null holds, e.g. ``"max_abs_z"``, ``"vth_abs_z"``, ``"cluster_size"``.
+
+        Returns
+        -------
+        result : VLSMResult
+        """
+        affine = np.asarray(affine, dtype=np.float64)
+        if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+            raise ValueError(f"VLSMResult.from_arrays: 'affine' must be a finite (4, 4) array, "
+                             f"got shape {affine.shape}.")
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"VLSMResult.from_arrays: 'shape' must be 3 positive ints, got {shape}.")
+        n_grid = int(np.prod(shape))
+        tested = _check_flat("tested", tested, n_grid, "b")
+        n_tested = int(tested.sum())
+        stat = _check_flat("stat", stat, n_tested, "f")
+        z = _check_flat("z", z, n_tested, "f")
+        p = _check_flat("p", p, n_tested, "f")
+        p_corrected = _check_flat("p_corrected", p_corrected, n_tested, "f")
+        for name, arr in (("p", p), ("p_corrected", p_corrected)):
+            if arr.size and (arr.min() < 0 or arr.max() > 1):
+                raise ValueError(f"VLSMResult.from_arrays: {name!r} must lie in [0, 1], got "
+                                 f"values in [{arr.min()}, {arr.max()}].")
+        significant = _check_flat("significant", significant, n_tested, "b")
+        n_lesioned = _check_flat("n_lesioned", n_lesioned, n_grid, "i")
+        if threshold is not None:
+            threshold = float(threshold)
+        if null_distribution is not None:
+            null_distribution = np.array(null_distribution, copy=True)
+            if null_distribution.dtype.kind not in "iuf":
+                null_distribution = null_distribution.astype(np.float64)
+            null_distribution.setflags(write=False)
+        if observed is not None:
+            observed = np.asarray(observed, dtype=np.float64)
+            observed = float(observed) if observed.ndim == 0 else observed
+
+        maps = {
+            "stat": _fill(stat, tested, shape, 0.0, np.float64),
+            "z": _fill(z, tested, shape, 0.0, np.float64),
+            "p": _fill(p, tested, shape, 1.0, np.float64),
+            "p_corrected": _fill(p_corrected, tested, shape, 1.0, np.float64),
+            "n_lesioned": n_lesioned.reshape(shape),
+            "significant": _fill(significant, tested, shape, False, bool).astype(np.uint8),
+            "mask_img": tested.reshape(shape).astype(np.uint8),
+        }
+        imgs = {k: _image(v, affine) for k, v in maps.items()}
+        extra = {}
+        for name, values in (extra_maps or {}).items():
+            _bids_label(name)
+            values = _check_flat(f"extra_maps[{name!r}]", values, n_tested, "f")
+            extra[str(name)] = _image(_fill(values, tested, shape, 0.0, np.float64), affine)
+        return cls(
+            **imgs,
+            threshold=threshold,
+            null_distribution=null_distribution,
+            params=_json_safe(dict(params or {})),
+            provenance=_json_safe(dict(provenance or {})),
+            extra_maps=extra,
+            observed=observed,
+            null_statistic=None if null_statistic is None else str(null_statistic),
+        )
+
+    # ------------------------------------------------------------------ basic accessors
+    @property
+    def affine(self):
+        """ndarray of shape (4, 4): voxel-to-MNI affine of the grid."""
+        return self.stat.affine
+
+    @property
+    def shape(self):
+        """tuple of 3 int: the grid shape."""
+        return tuple(self.stat.shape[:3])
+
+    @functools.cached_property
+    def _tested(self):
+        return _data(self.mask_img).reshape(-1).astype(bool)
+
+    @functools.cached_property
+    def _tested_index(self):
+        return np.flatnonzero(self._tested)
+
+    def _flat(self, name):
+        """Values of the map ``name`` (attribute or extra map) on the tested voxels."""
+        img = self.extra_maps[name] if name in self.extra_maps else getattr(self, name)
+        return _data(img).reshape(-1)[self._tested]
+
+    @property
+    def n_tested(self):
+        """int: number of tested voxels."""
+        return int(self._tested_index.size)
+
+    @property
+    def n_significant(self):
+        """int: number of significant voxels."""
+        return int(np.count_nonzero(_data(self.significant)))
+
+    @property
+    def voxel_volume_mm3(self):
+        """float: volume of one voxel in mm^3."""
+        return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+    def thresholded(self, which="z"):
+        """Map ``which`` with every non-significant voxel set to 0.
+
+        Parameters
+        ----------
+        which : str
+            ``"z"``, ``"stat"`` or the name of an extra map.
+
+        Returns
+        -------
+        img : Nifti1Image of float64
+        """
+        check_option("which", which, ["z", "stat", *self.extra_maps])
+        img = self.extra_maps[which] if which in self.extra_maps else getattr(self, which)
+        data = np.where(_data(self.significant).astype(bool), _data(img), 0.0)
+        return _image(data.astype(np.float64), self.affine)
+
+    # ------------------------------------------------------------------ tables
+    def _voxel_mm(self, flat_index):
+        ijk = np.stack(np.unravel_index(flat_index, self.shape), axis=1).astype(np.float64)
+        return nib.affines.apply_affine(self.affine, ijk).reshape(-1, 3)
+
+    def to_dataframe(self, significant_only=False):
+        """One row per tested (or significant) voxel.
+
+        Parameters
+        ----------
+        significant_only : bool
+            Keep only the significant voxels.
+
+        Returns
+        -------
+        table : DataFrame
+            Columns ``i, j, k`` (voxel indices), ``x_mm, y_mm, z_mm`` (MNI), ``stat``,
+            ``z``, ``p``, ``p_corrected``, ``significant``, ``n_lesioned`` and one column per
+            extra map, sorted by voxel index (C order).
+        """
+        index = self._tested_index
+        columns = {name: self._flat(name) for name in
+                   ("stat", "z", "p", "p_corrected", "significant", "n_lesioned")}
+        columns["significant"] = columns["significant"].astype(bool)
+        for name in self.extra_maps:
+            columns[name] = self._flat(name)
+        if significant_only:
+            keep = columns["significant"]
+            index = index[keep]
+            columns = {k: v[keep] for k, v in columns.items()}
+        ijk = np.stack(np.unravel_index(index, self.shape), axis=1)
+        xyz = self._voxel_mm(index)
+        table = pd.DataFrame({"i": ijk[:, 0], "j": ijk[:, 1], "k": ijk[:, 2],
+                              "x_mm": xyz[:, 0], "y_mm": xyz[:, 1], "z_mm": xyz[:, 2]})
+        for name, values in columns.items():
+            table[name] = values
+        return table
+
+    def clusters(self, threshold=None, min_size_mm3=0.0, connectivity=26, atlas="arterial",
+                 data_dir=None):
+        """Connected clusters of significant voxels, labelled with arterial territories.
+
+        Positive and negative voxels form separate clusters.
+
+        Parameters
+        ----------
+        threshold : float or None
+            ``None`` uses the significant voxels. A number instead keeps the tested voxels
+            with ``|z| >= threshold`` (``z >= threshold`` for ``alternative="greater"``,
+            ``z <= -threshold`` for ``"less"``).
+        min_size_mm3 : float
+            Drop clusters smaller than this volume (mm^3).
+        connectivity : {6, 18, 26}
+            Voxel neighbourhood: faces, faces+edges, faces+edges+corners.
+        atlas : {"arterial", None}
+            Label the clusters with the Liu et al. (2023) arterial territory atlas (levels
+            1 and 2), or not at all. If the atlas cannot be found, the territory columns
+            read ``"unavailable"`` and a warning is logged.
+        data_dir : str or Path, optional
+            Where the atlas lives (passed to :func:`lsm.datasets.fetch_arterial_atlas`).
+
+        Returns
+        -------
+        table : DataFrame
+            One row per cluster, largest first: ``cluster`` (1..n), ``sign`` (+1/-1),
+            ``n_voxels``, ``volume_mm3``, ``x_mm, y_mm, z_mm`` (MNI peak), ``peak_stat``,
+            ``peak_z``, ``peak_p``, ``peak_p_corrected``; with an atlas also
+            ``territory_level1``, ``territory_level1_name``, ``territory_level2`` (at the
+            peak; ``"outside"`` when the peak lies outside the atlas) and
+            ``territories_level1``, ``territories_level2`` (share of the cluster's voxels in
+            each territory, e.g. ``"MCAL 80.0%, LSL 20.0%"``).
+        """
+        check_option("connectivity", connectivity, list(_CONNECTIVITY))
+        check_option("atlas", atlas, ["arterial", None])
+        if threshold is not None and not np.isfinite(threshold):
+            raise ValueError(f"'threshold' must be a finite number or None, got {threshold!r}.")
+        if min_size_mm3 < 0:
+            raise ValueError(f"'min_size_mm3' must be >= 0, got {min_size_mm3!r}.")
+        zmap = _data(self.z)
+        if threshold is None:
+            keep = _data(self.significant).astype(bool)
+            pos, neg = keep & (zmap > 0), keep & (zmap < 0)
+        else:
+            tested = _data(self.mask_img).astype(bool)
+            alternative = self.params.get("alternative", "two-sided")
+            pos = tested & (zmap >= threshold) if alternative != "less" else np.zeros_like(tested)
+            neg = tested & (zmap <= -threshold) if alternative != "greater" else np.zeros_like(tested)
+        structure = ndimage.generate_binary_structure(3, _CONNECTIVITY[connectivity])
+        voxel_mm3 = self.voxel_volume_mm3
+        stat_flat = _data(self.stat).reshape(-1)
+        z_flat = zmap.reshape(-1)
+        p_flat = _data(self.p).reshape(-1)
+        pc_flat = _data(self.p_corrected).reshape(-1)
+        members, rows = [], []
+        for sign, mask in ((1, pos), (-1, neg)):
+            labels, n = ndimage.label(mask, structure=structure)
+            if n == 0:
+                continue
+            flat_labels = labels.reshape(-1)
+            vox = np.flatnonzero(flat_labels)
+            lab = flat_labels[vox]
+            order = np.argsort(lab, kind="stable")
+            vox, lab = vox[order], lab[order]
+            bounds = np.searchsorted(lab, np.arange(1, n + 2))
+            for c in range(n):
+                idx = vox[bounds[c]:bounds[c + 1]]
+                if idx.size * voxel_mm3 < min_size_mm3:
+                    continue
+                # argmax returns the first maximum: ties go to the lowest C-order index
+                peak = idx[np.argmax(sign * z_flat[idx])]
+                xyz = self._voxel_mm(np.array([peak]))[0]
+                members.append(idx)
+                rows.append({
+                    "sign": sign, "n_voxels": int(idx.size), "volume_mm3": idx.size * voxel_mm3,
+                    "x_mm": xyz[0], "y_mm": xyz[1], "z_mm": xyz[2],
+                    "peak_stat": stat_flat[peak], "peak_z": z_flat[peak],
+                    "peak_p": p_flat[peak], "peak_p_corrected": pc_flat[peak], "_peak": peak,
+                })
+        columns = ["cluster", "sign", "n_voxels", "volume_mm3", "x_mm", "y_mm", "z_mm",
+                   "peak_stat", "peak_z", "peak_p", "peak_p_corrected"]
+        table = pd.DataFrame(rows, columns=columns[1:] + ["_peak"])
+        # largest first; ties by larger |peak z|, then by peak position
+        order = sorted(range(len(rows)), key=lambda r: (-rows[r]["n_voxels"],
+                                                       -abs(rows[r]["peak_z"]), rows[r]["_peak"]))
+        table = table.iloc[order].reset_index(drop=True)
+        members = [members[r] for r in order]
+        table.insert(0, "cluster", np.arange(1, len(table) + 1))
+        table = table.astype({"sign": np.int64, "n_voxels": np.int64})
+        if atlas is not None:
+            table = self._label_territories(table, members, data_dir)
+        return table.drop(columns="_peak")
+
+    def _label_territories(self, table, members, data_dir):
+        cols = ["territory_level1", "territory_level1_name", "territory_level2",
+                "territories_level1", "territories_level2"]
+        try:
+            lookups = {level: _AtlasLookup.get(level, data_dir) for level in (1, 2)}
+        except (LSMError, OSError, ImportError, ValueError, KeyError) as exc:
+            logger.warning("Arterial atlas unavailable, cluster territories are not labelled "
+                           "(%s: %s). Pass data_dir= or set LSM_DATA to a folder holding it.",
+                           type(exc).__name__, exc)
+            for col in cols:
+                table[col] = _UNAVAILABLE
+            return table
+        peaks = table["_peak"].to_numpy(dtype=np.int64)
+        peak_xyz = self._voxel_mm(peaks) if peaks.size else np.zeros((0, 3))
+        for level in (1, 2):
+            lut = lookups[level]
+            peak_labels = lut.labels_at(peak_xyz)
+            table[f"territory_level{level}"] = [lut.abbrev(v) for v in peak_labels]
+            if level == 1:
+                table["territory_level1_name"] = [lut.name(v) for v in peak_labels]
+            shares = []
+            for idx in members:
+                values, counts = np.unique(lut.labels_at(self._voxel_mm(idx)), return_counts=True)
+                order = np.lexsort((values, -counts))
+                shares.append(", ".join(
+                    f"{lut.abbrev(values[o])} {100.0 * counts[o] / idx.size:.1f}%" for o in order))
+            table[f"territories_level{level}"] = shares
+        return table[[c for c in table.columns if c not in cols] + cols]
+
+    # ------------------------------------------------------------------ text / html
+    def _overview(self):
+        """Ordered (label, value) pairs shared by summary(), _repr_html_() and the report."""
+        pr, pv = self.params, self.provenance
+        excluded = pv.get("excluded") or []
+        threshold = "n/a" if self.threshold is None else f"{self.threshold:.4g}"
+        n_perm = pr.get("n_permutations")
+        if self.null_distribution is not None:
+            n_perm = len(self.null_distribution)
+        covariates = pr.get("covariates")
+        if isinstance(covariates, (list, tuple)):
+            covariates = ", ".join(map(str, covariates)) or "none"
+        return [
+            ("Score", pr.get("score", "n/a")),
+            ("Method", pr.get("method", "n/a")),
+            ("Covariates", covariates if covariates else "none"),
+            ("Lesion volume", pr.get("lesion_volume") or "none"),
+            ("Alternative", pr.get("alternative", "n/a")),
+            ("Correction", pr.get("correction", "n/a")),
+            ("Alpha", pr.get("alpha", "n/a")),
+            ("Permutations", n_perm if n_perm is not None else "none"),
+            ("Random state", pr.get("random_state")),
+            ("Min. lesioned", pr.get("min_lesioned", "n/a")),
+            ("Subjects", pv.get("n_subjects", "n/a")),
+            ("Excluded subjects", len(excluded)),
+            ("Voxels tested", self.n_tested),
+            ("Unique patterns", pv.get("n_unique_patterns", "n/a")),
+            ("Significant voxels", self.n_significant),
+            ("Threshold (z)", threshold),
+            ("Voxel size (mm3)", f"{self.voxel_volume_mm3:.4g}"),
+            ("Runtime (s)", _fmt(pv.get("runtime_s"))),
+            ("Created", pv.get("created", "n/a")),
+        ]
+
+    def _peak_rows(self, n=5):
+        """Strongest tested voxels as (x, y, z, stat, z, p, p_corrected) rows."""
+        if self.n_tested == 0:
+            return []
+        z = self._flat("z")
+        top = np.argsort(-np.abs(z), kind="stable")[:n]
+        xyz = self._voxel_mm(self._tested_index[top])
+        stat, p, pc = self._flat("stat"), self._flat("p"), self._flat("p_corrected")
+        return [(*xyz[r], stat[t], z[t], p[t], pc[t]) for r, t in enumerate(top)]
+
+    def summary(self):
+        """Text summary of the analysis (statsmodels style).
+
+        Returns
+        -------
+        summary : Summary
+            A ``str`` subclass that prints itself when echoed.
+        """
+        width = 78
+        pairs = [(k, str(v)) for k, v in self._overview()]
+        half = (len(pairs) + 1) // 2
+        left, right = pairs[:half], pairs[half:]
+        lines = ["VLSM Results".center(width), "=" * width]
+        for r in range(half):
+            lk, lv = left[r]
+            cell = f"{lk + ':':<18}{lv:>20}"
+            if r < len(right):
+                rk, rv = right[r]
+                cell += f"  {rk + ':':<18}{rv:>20}"
+            lines.append(cell)
+        lines.append("=" * width)
+        peaks = self._peak_rows()
+        if peaks:
+            lines.append("Strongest voxels (by |z|)")
+            lines.append(f"{'x_mm':>8}{'y_mm':>8}{'z_mm':>8}{'stat':>12}{'z':>10}"
+                         f"{'p':>12}{'p_corr':>12}")
+            lines.append("-" * width)
+            for row in peaks:
+                lines.append(f"{row[0]:>8.1f}{row[1]:>8.1f}{row[2]:>8.1f}{row[3]:>12.4g}"
+                             f"{row[4]:>10.3f}{row[5]:>12.3g}{row[6]:>12.3g}")
+            lines.append("=" * width)
+        excluded = self.provenance.get("excluded") or []
+        if excluded:
+            lines.append(f"Excluded subjects ({len(excluded)}):")
+            for item in excluded[:10]:
+                if isinstance(item, dict):
+                    lines.append(f"  {item.get('subject')}: {item.get('reason')}")
+                else:
+                    lines.append(f"  {item}")
+            if len(excluded) > 10:
+                lines.append(f"  ... and {len(excluded) - 10} more (see provenance['excluded'])")
+        if self.n_significant == 0:
+            lines.append("No voxel is significant at this correction and alpha.")
+        return Summary("\n".join(lines))
+
+    def __repr__(self):
+        pr = self.params
+        return (f"<VLSMResult score={pr.get('score')!r} method={pr.get('method')!r} "
+                f"correction={pr.get('correction')!r} shape={self.shape} "
+                f"n_tested={self.n_tested} n_significant={self.n_significant}>")
+
+    def _repr_html_(self):
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+                       f"<td style='text-align:right'>{html.escape(str(v))}</td></tr>"
+                       for k, v in self._overview())
+        out = [f"<div><strong>VLSMResult</strong><table>{rows}</table>"]
+        if self.n_significant:
+            table = self.clusters(atlas=None).head(10)
+            out.append("<p>Clusters of significant voxels (largest 10)</p>")
+            out.append(table.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+        out.append("</div>")
+        return "".join(out)
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path, overwrite=False, *, atlas="arterial", data_dir=None):
+        """Write the result as a BIDS-derivatives-style folder, atomically.
+
+        The folder holds one NIfTI per map (``vlsm_stat-z_statmap.nii.gz``...), each with a
+        JSON sidecar, ``vlsm.json`` (threshold, parameters, provenance, file list),
+        ``vlsm_null.tsv`` (the null distribution, when there is one),
+        ``vlsm_clusters.tsv`` and ``dataset_description.json``. Everything is written into
+        a temporary sibling folder renamed into place at the end: a crash leaves no
+        partial folder.
+
+        Parameters
+        ----------
+        path : str or Path
+            Output folder.
+        overwrite : bool
+            Replace an existing ``path``; otherwise :class:`~lsm.exceptions.OutputExistsError`.
+        atlas, data_dir
+            Passed to :meth:`clusters` for the cluster table.
+
+        Returns
+        -------
+        path : Path
+        """
+        clusters = self.clusters(atlas=atlas, data_dir=data_dir)
+        files = {}
+        with atomic_output_dir(path, overwrite=overwrite) as tmp:
+            for name, (fname, description) in _CORE_MAPS.items():
+                _write_nifti(getattr(self, name), tmp / fname)
+                _write_json(tmp / fname.replace(".nii.gz", ".json"),
+                            {"Description": description})
+                files[name] = fname
+            extra_files = {}
+            for name, img in self.extra_maps.items():
+                fname = f"{_PREFIX}_stat-{_bids_label(name)}_statmap.nii.gz"
+                if fname in files.values() or fname in extra_files.values():
+                    raise ValueError(f"Extra map {name!r} would overwrite file {fname!r}; "
+                                     "rename it.")
+                _write_nifti(img, tmp / fname)
+                _write_json(tmp / fname.replace(".nii.gz", ".json"),
+                            {"Description": f"Extra map {name!r}; 0 where untested."})
+                extra_files[name] = fname
+            null_file = None
+            if self.null_distribution is not None:
+                null_file = _NULL_TSV
+                _write_null(self.null_distribution, tmp / null_file)
+            clusters.to_csv(tmp / _CLUSTERS_TSV, sep="\t", index=False, na_rep="n/a")
+            observed = self.observed
+            meta = {
+                "FormatVersion": _FORMAT_VERSION,
+                "Description": "Voxel-based lesion-symptom mapping result (lsm).",
+                "threshold": self.threshold,
+                "null_statistic": self.null_statistic,
+                "observed": observed.tolist() if isinstance(observed, np.ndarray) else observed,
+                "observed_is_array": isinstance(observed, np.ndarray),
+                "null_dtype": (None if self.null_distribution is None
+                               else self.null_distribution.dtype.str),
+                "affine": self.affine.tolist(),
+                "shape": list(self.shape),
+                "files": files,
+                "extra_maps": extra_files,
+                "null_distribution": null_file,
+                "clusters": _CLUSTERS_TSV,
+                "params": self.params,
+                "provenance": self.provenance,
+            }
+            _write_json(tmp / _RESULT_JSON, meta)
+            _write_json(tmp / "dataset_description.json", _dataset_description(self.provenance))
+        logger.info("Saved VLSM result to %s", path)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a folder written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or Path
+
+        Returns
+        -------
+        result : VLSMResult
+        """
+        path = Path(path)
+        meta_file = path / _RESULT_JSON
+        if not meta_file.is_file():
+            raise FileNotFoundError(
+                f"{str(meta_file)!r} not found: {str(path)!r} is not a folder written by "
+                "VLSMResult.save()."
+            )
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        affine = np.asarray(meta["affine"], dtype=np.float64)
+
+        def read(fname):
+            img = nib.load(path / fname)
+            data = np.asanyarray(img.dataobj).copy()
+            if tuple(data.shape) != tuple(meta["shape"]):
+                raise ValueError(f"{fname!r} has shape {data.shape}, expected {meta['shape']}.")
+            return _image(data, affine)
+
+        imgs = {name: read(fname) for name, fname in meta["files"].items()}
+        extra = {name: read(fname) for name, fname in meta.get("extra_maps", {}).items()}
+        null = None
+        if meta.get("null_distribution"):
+            null = _read_null(path / meta["null_distribution"], meta.get("null_dtype"))
+            null.setflags(write=False)
+        observed = meta.get("observed")
+        if observed is not None and meta.get("observed_is_array"):
+            observed = np.asarray(observed, dtype=np.float64)
+        return cls(**imgs, threshold=meta.get("threshold"), null_distribution=null,
+                   params=meta.get("params", {}), provenance=meta.get("provenance", {}),
+                   extra_maps=extra, observed=observed,
+                   null_statistic=meta.get("null_statistic"))
+
+    def to_html(self, path, cohort=None, overwrite=False, **kwargs):
+        """Write a self-contained HTML report; see :func:`lsm.report.make_report`."""
+        from .report import make_report
+
+        return make_report(self, path, cohort=cohort, overwrite=overwrite, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# writers (module level so a test can make one fail mid-save)
+# ---------------------------------------------------------------------------------------
+def _write_nifti(img, path):
+    nib.save(img, os.fspath(path))
+
+
+def _write_json(path, obj):
+    Path(path).write_text(json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n",
+                          encoding="utf-8")
+
+
+def _write_null(null, path):
+    fmt = "%d" if null.dtype.kind in "iu" else "%r"
+    lines = ["null"] + [fmt % v for v in null.tolist()]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _read_null(path, dtype):
+    lines = Path(path).read_text(encoding="utf-8").split()
+    if not lines or lines[0] != "null":
+        raise ValueError(f"{str(path)!r} is not a null-distribution table (header 'null').")
+    values = [float(v) for v in lines[1:]]
+    return np.asarray(values, dtype=np.dtype(dtype) if dtype else np.float64)
+
+
+def _dataset_description(provenance):
+    from . import __version__
+
+    return {
+        "Name": "lsm voxel-based lesion-symptom mapping",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "lsm", "Version": provenance.get("lsm", __version__)}],
+    }
+
+
+def _fmt(value):
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return value
+
+
+class _AtlasLookup:
+    """Label lookup of the arterial atlas at world coordinates (nearest voxel)."""
+
+    _cache = {}
+
+    def __init__(self, img, labels):
+        self.data = np.asanyarray(img.dataobj).astype(np.int64)
+        self.inv = np.linalg.inv(img.affine)
+        labels = pd.DataFrame(labels)
+        index = labels["index"].astype(np.int64).to_numpy()
+        self._abbrev = dict(zip(index, labels["abbrev"].astype(str)))
+        names = labels["name"] if "name" in labels else labels["abbrev"]
+        self._name = dict(zip(index, names.astype(str)))
+
+    @classmethod
+    def get(cls, level, data_dir):
+        key = (level, None if data_dir is None else str(data_dir), os.environ.get("LSM_DATA"))
+        if key not in cls._cache:
+            from .datasets import fetch_arterial_atlas
+
+            atlas = fetch_arterial_atlas(level=level, resolution=1, data_dir=data_dir)
+            cls._cache[key] = cls(atlas.img, atlas.labels)
+        return cls._cache[key]
+
+    def labels_at(self, xyz):
+        """Atlas labels at world coordinates ``xyz`` (n, 3); 0 outside the atlas box."""
+        ijk = np.rint(nib.affines.apply_affine(self.inv, np.asarray(xyz, dtype=np.float64)))
+        ijk = ijk.astype(np.int64).reshape(-1, 3)
+        inside = np.all((ijk >= 0) & (ijk < np.array(self.data.shape[:3])), axis=1)
+        out = np.zeros(len(ijk), dtype=np.int64)
+        out[inside] = self.data[tuple(ijk[inside].T)]
+        return out
+
+    def abbrev(self, value):
+        return "outside" if value == 0 else self._abbrev.get(int(value), f"label {int(value)}")
+
+    def name(self, value):
+        return "outside the atlas" if value == 0 else self._name.get(int(value),
+                                                                     f"label {int(value)}")
