@@ -1,0 +1,105 @@
+"""Lesion-mask reading, checking and nearest-neighbour regridding (arrays + affines)."""
+
+import numpy as np
+
+__all__ = ["read_mask", "grid_mapping", "mni_grid", "same_grid"]
+
+# FSL MNI152 1 mm field of view (182 x 218 x 182, RAS), as used by the arterial atlas.
+_MNI_ORIGIN = np.array([-91.0, -126.0, -72.0])
+_MNI_EXTENT_MM = np.array([182.0, 218.0, 182.0])
+
+
+class MaskProblem(Exception):
+    """Internal: why one mask is invalid (turned into a drop row or a LesionImageError)."""
+
+
+def mni_grid(voxel_size):
+    """RAS MNI152 grid (FSL field of view) at an isotropic ``voxel_size`` in mm.
+
+    1 mm gives 182 x 218 x 182 and 2 mm gives 91 x 109 x 91, the grids of the arterial
+    atlas, so territory labels map exactly.
+    """
+    v = float(voxel_size)
+    if not v > 0:
+        raise ValueError(f"voxel_size must be a positive number of mm, got {voxel_size!r}.")
+    shape = tuple(int(np.ceil(e / v)) for e in _MNI_EXTENT_MM)
+    affine = np.diag([v, v, v, 1.0])
+    affine[:3, 3] = _MNI_ORIGIN
+    return affine, shape
+
+
+def same_grid(affine_a, shape_a, affine_b, shape_b, atol=1e-4):
+    return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=atol)
+
+
+def grid_mapping(src_affine, src_shape, dst_affine, dst_shape):
+    """Nearest-neighbour map from destination voxels to source voxels.
+
+    Returns an int64 array of length ``prod(dst_shape)``: the flat (C-order) source index
+    whose voxel contains each destination voxel centre, or -1 outside the source grid.
+    When both grids share a lattice (same voxel size, any flips/permutations of axes,
+    integer offsets) the mapping is exact: no voxel is lost or invented.
+    """
+    dst_shape = tuple(int(s) for s in dst_shape)
+    src_shape = tuple(int(s) for s in src_shape)
+    vox2vox = np.linalg.solve(src_affine, dst_affine)
+    ijk = np.indices(dst_shape, dtype=np.float64).reshape(3, -1)
+    src = vox2vox[:3, :3] @ ijk + vox2vox[:3, 3:4]
+    # Round half away from the floor consistently; tolerate float noise on exact lattices.
+    src = np.floor(src + 0.5 + 1e-6).astype(np.int64)
+    inside = np.all((src >= 0) & (src < np.array(src_shape)[:, None]), axis=0)
+    flat = np.full(src.shape[1], -1, dtype=np.int64)
+    flat[inside] = np.ravel_multi_index(tuple(src[:, inside]), src_shape)
+    return flat
+
+
+def regrid_indices(indices, mapping, src_size):
+    """Flat lesion indices on the source grid -> flat indices on the destination grid."""
+    dense = np.zeros(src_size + 1, dtype=bool)  # last slot: 'outside' (mapping == -1)
+    dense[indices] = True
+    return np.flatnonzero(dense[mapping]).astype(np.int32)
+
+
+def read_mask(img, threshold=None):
+    """Check one lesion image and return (data as bool 3D array, affine).
+
+    Raises MaskProblem with a human-readable reason when the image is invalid.
+    """
+    import nibabel as nib  # local: keeps this module importable without I/O deps
+
+    if not isinstance(img, nib.spatialimages.SpatialImage):
+        try:
+            img = nib.load(str(img))
+        except Exception as exc:  # nibabel raises many types for corrupt files
+            raise MaskProblem(f"unreadable image ({type(exc).__name__}: {exc})") from exc
+    shape = img.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise MaskProblem(f"image is {len(img.shape)}D with shape {img.shape}; a 3D mask is needed")
+    try:
+        data = np.asarray(img.dataobj).reshape(shape)
+    except Exception as exc:
+        raise MaskProblem(f"unreadable image data ({type(exc).__name__}: {exc})") from exc
+    if data.dtype.kind == "f":
+        n_bad = np.count_nonzero(~np.isfinite(data))
+        if n_bad:
+            raise MaskProblem(f"{n_bad} voxel(s) are NaN or infinite")
+    elif data.dtype.kind not in "biu":
+        raise MaskProblem(f"unsupported data type {data.dtype}")
+    if threshold is None:
+        if data.dtype == bool:
+            mask = data
+        else:
+            mask = data == 1
+            if np.count_nonzero(mask) + np.count_nonzero(data == 0) != data.size:
+                odd = np.unique(data[(data != 0) & (data != 1)])[:5]
+                raise MaskProblem(
+                    f"values other than 0 and 1 (e.g. {', '.join(f'{v:g}' for v in odd)}); "
+                    "pass threshold=<value> to binarise (voxels > threshold are lesioned)"
+                )
+    else:
+        mask = data > threshold
+    if not mask.any():
+        raise MaskProblem("empty mask: no lesioned voxel")
+    return mask, np.asarray(img.affine, dtype=np.float64)
