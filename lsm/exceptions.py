@@ -72,3 +72,10 @@ class DroppedSubjectsWarning(LSMWarning):
 
 class ResamplingWarning(LSMWarning):
     """Images were resampled with nearest-neighbour interpolation between lattices."""
+
+
+class AtlasError(LSMError, ValueError):
+    """A label atlas or its label table is malformed, or the two disagree."""
+
+
+__all__ += ["AtlasError"]
