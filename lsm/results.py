@@ -380,8 +380,8 @@ class VLSMResult:
 
     @property
     def voxel_volume_mm3(self):
-        """float: volume of one voxel in mm^3."""
-        return float(abs(np.linalg.det(self.affine[:3, :3])))
+        """float: volume of one voxel in mm^3 (product of the voxel sizes)."""
+        return float(np.prod(nib.affines.voxel_sizes(self.affine)))
 
     def thresholded(self, which="z"):
         """Map ``which`` with every non-significant voxel set to 0.
@@ -537,7 +537,7 @@ class VLSMResult:
                 "territories_level1", "territories_level2"]
         try:
             lookups = {level: _AtlasLookup.get(level, data_dir) for level in (1, 2)}
-        except (LSMError, OSError, ImportError, ValueError, KeyError) as exc:
+        except (LSMError, OSError, ImportError) as exc:
             logger.warning("Arterial atlas unavailable, cluster territories are not labelled "
                            "(%s: %s). Pass data_dir= or set LSM_DATA to a folder holding it.",
                            type(exc).__name__, exc)
