@@ -1,0 +1,340 @@
+"""Cohort loading: ID joins, grids, mask checks, drop lists and bad input."""
+
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+import lsm
+from lsm.cohort import normalize_id, read_phenotype, subject_from_filename
+from lsm.exceptions import (
+    CohortError,
+    DroppedSubjectsWarning,
+    LesionImageError,
+    PhenotypeError,
+)
+
+AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
+AFFINE[:3, 3] = [-10.0, -12.0, -8.0]
+SHAPE = (10, 12, 9)
+
+
+def _mask(seed, shape=SHAPE):
+    rng = np.random.default_rng(seed)
+    data = np.zeros(shape, dtype=np.uint8)
+    i, j, k = (rng.integers(1, s - 3) for s in shape)
+    data[i : i + 3, j : j + 2, k : k + 2] = 1
+    return data
+
+
+def _write(path, data, affine=AFFINE):
+    nib.Nifti1Image(data, affine).to_filename(str(path))
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """Four BIDS-named masks and a participants.tsv with one extra row."""
+    lesions = tmp_path / "lesions"
+    lesions.mkdir()
+    for n in (1, 2, 3, 4):
+        _write(lesions / f"bwsrsub-{n}_lesion.nii.gz", _mask(n))
+    (tmp_path / "participants.tsv").write_text(
+        "participant_id\tage\tsex\tnihss\n"
+        "sub-1\t70\tM\t4\n"
+        "2\t89+\tF\tn/a\n"
+        "sub-3\t55\tF\t12\n"
+        "sub-9\t60\tM\t3\n",
+        encoding="utf-8",
+    )
+    return tmp_path
+
+
+def _load(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DroppedSubjectsWarning)
+        return lsm.load_cohort(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [(1000, "sub-1000"), ("1000", "sub-1000"), (1000.0, "sub-1000"), ("sub-1000", "sub-1000"), ("Subject_001", "sub-Subject001")],
+)
+def test_normalize_id(raw, expected):
+    assert normalize_id(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("bwsrsub-1000_lesion.nii.gz", "sub-1000"),
+        ("sub-stroke0001_ses-02_space-MNI_lesion-msk.nii.gz", "sub-stroke0001"),
+        ("sub-r001s001_ses-1_space-MNI152NLin2009aSym_label-L_desc-T1lesion_mask.nii.gz", "sub-r001s001"),
+    ],
+)
+def test_subject_from_filename(name, expected):
+    assert subject_from_filename(name) == expected
+
+
+def test_subject_from_filename_without_entity():
+    with pytest.raises(CohortError, match="Lesion_7.nii.gz.*mapping"):
+        subject_from_filename("Lesion_7.nii.gz")
+
+
+def test_join_and_drop_list(tree):
+    with pytest.warns(DroppedSubjectsWarning, match="2 subject"):
+        cohort = lsm.load_cohort(tree / "lesions", tree / "participants.tsv")
+    assert cohort.subjects == ["sub-1", "sub-2", "sub-3"]
+    assert len(cohort) == 3
+    dropped = cohort.dropped.set_index("subject")["reason"].to_dict()
+    assert dropped == {
+        "sub-4": "lesion mask without a phenotype row",
+        "sub-9": "phenotype row without a lesion mask",
+    }
+    # 89+ is top-coded to 89 and listed.
+    assert cohort.phenotype.loc["sub-2", "age"] == 89
+    assert cohort.coerced["action"].str.contains("top-coded").any()
+    # n/a is missing; select() lists the subject it drops.
+    nihss = cohort.select("nihss")
+    assert nihss.subjects == ["sub-1", "sub-3"]
+    assert "sub-2" in set(nihss.dropped["subject"])
+    assert nihss.dropped.iloc[-1]["reason"] == "missing value in column 'nihss'"
+    assert cohort.phenotype["nihss"].dtype == np.float64
+    # Every input subject is accounted for: joined or dropped.
+    assert set(cohort.subjects) | set(cohort.dropped["subject"]) == {"sub-1", "sub-2", "sub-3", "sub-4", "sub-9"}
+
+
+def test_masks_match_files(tree):
+    cohort = _load(tree / "lesions", tree / "participants.tsv")
+    assert cohort.shape == SHAPE
+    np.testing.assert_array_equal(cohort.affine, AFFINE)
+    for n, subject in ((1, "sub-1"), (3, "sub-3")):
+        expected = _mask(n).astype(bool)
+        np.testing.assert_array_equal(cohort.lesion_mask(subject), expected)
+        np.testing.assert_array_equal(cohort.lesion_img(subject).get_fdata() > 0, expected)
+        assert cohort.lesion_volumes[subject] == pytest.approx(expected.sum() * 8 / 1000)
+    matrix = cohort.lesion_matrix()
+    assert matrix.shape == (3, np.prod(SHAPE))
+    dense = np.stack([_mask(n).ravel() for n in (1, 2, 3)])
+    np.testing.assert_array_equal(matrix.toarray(), dense)
+    assert set(cohort.lesion_imgs) == set(cohort.subjects)
+
+
+@pytest.mark.parametrize("form", ["glob", "list", "mapping_paths", "mapping_images", "dataframe"])
+def test_input_forms(tree, form):
+    files = sorted((tree / "lesions").glob("*.nii.gz"))
+    phenotype = tree / "participants.tsv"
+    if form == "glob":
+        lesions = str(tree / "lesions" / "bwsrsub-*_lesion.nii.gz")
+    elif form == "list":
+        lesions = files
+    elif form == "mapping_paths":
+        lesions = {n: f for n, f in zip((1, 2, 3, 4), files)}
+    elif form == "mapping_images":
+        lesions = {f"sub-{n}": nib.load(f) for n, f in zip((1, 2, 3, 4), files)}
+    else:
+        lesions = files
+        phenotype = pd.read_csv(phenotype, sep="\t", dtype=str, keep_default_na=False)
+    cohort = _load(lesions, phenotype)
+    assert cohort.subjects == ["sub-1", "sub-2", "sub-3"]
+    np.testing.assert_array_equal(cohort.lesion_mask("sub-3"), _mask(3).astype(bool))
+
+
+@pytest.mark.parametrize("ext", ["csv", "xlsx"])
+def test_phenotype_formats(tree, ext):
+    table = pd.read_csv(tree / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    path = tree / f"pheno.{ext}"
+    if ext == "csv":
+        path.write_text(table.to_csv(index=False), encoding="utf-8-sig")  # with a BOM
+    else:
+        table.to_excel(path, index=False)
+    cohort = _load(tree / "lesions", path)
+    assert cohort.subjects == ["sub-1", "sub-2", "sub-3"]
+    assert cohort.phenotype.loc["sub-3", "nihss"] == 12
+
+
+def test_other_orientation_and_grid_are_resampled(tree):
+    """A LAS copy of a RAS mask lands on the same voxels; a 1 mm mask is regridded."""
+    data = _mask(5)
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip[0, 3] = SHAPE[0] - 1
+    las_affine = AFFINE @ flip
+    _write(tree / "lesions" / "sub-3_lesion.nii.gz", data[::-1].copy(), las_affine)
+    (tree / "lesions" / "bwsrsub-3_lesion.nii.gz").unlink()
+    cohort = _load(tree / "lesions", tree / "participants.tsv")
+    np.testing.assert_array_equal(cohort.lesion_mask("sub-3"), data.astype(bool))
+    # Onto a 1 mm grid with the same field of view: each 2 mm voxel becomes 2x2x2 voxels
+    fine = AFFINE.copy()
+    fine[:3, :3] = np.eye(3)
+    fine[:3, 3] -= 0.5
+    target = nib.Nifti1Image(np.zeros(tuple(2 * s for s in SHAPE), np.uint8), fine)
+    fine_cohort = _load(tree / "lesions", tree / "participants.tsv", target_img=target)
+    up = data.repeat(2, 0).repeat(2, 1).repeat(2, 2).astype(bool)
+    np.testing.assert_array_equal(fine_cohort.lesion_mask("sub-3"), up)
+    # and back down with Cohort.resample: exact
+    back = fine_cohort.resample(cohort.grid_img())
+    np.testing.assert_array_equal(back.lesion_mask("sub-3"), data.astype(bool))
+
+
+def test_resample_to_mni_voxel_size(tree):
+    cohort = _load(tree / "lesions", tree / "participants.tsv")
+    mni2 = cohort.resample(2)
+    assert mni2.shape == (91, 109, 91)
+    assert mni2.affine[0, 3] == -91
+    # World coordinates of lesion voxels are preserved (both grids have 2 mm voxels
+    # whose centres are offset by 1 mm, so each voxel maps to a neighbour within 1 mm).
+    ijk = np.array(np.unravel_index(cohort.lesion_indices("sub-1"), cohort.shape))
+    xyz = AFFINE[:3, :3] @ ijk + AFFINE[:3, 3:4]
+    ijk2 = np.array(np.unravel_index(mni2.lesion_indices("sub-1"), mni2.shape))
+    xyz2 = mni2.affine[:3, :3] @ ijk2 + mni2.affine[:3, 3:4]
+    assert ijk.shape == ijk2.shape
+    assert np.abs(np.sort(xyz, axis=1) - np.sort(xyz2, axis=1)).max() <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (np.zeros(SHAPE, np.uint8), "empty mask"),
+        (np.where(_mask(7) > 0, 255, 0).astype(np.uint8), "values other than 0 and 1"),
+        (np.where(_mask(7) > 0, np.nan, 0).astype(np.float32), "NaN"),
+        (np.stack([_mask(7), _mask(8)], axis=-1), "4D"),
+    ],
+    ids=["empty", "non-binary", "nan", "4d"],
+)
+def test_invalid_masks_are_listed(tree, data, reason):
+    _write(tree / "lesions" / "bwsrsub-2_lesion.nii.gz", data)
+    with pytest.warns(DroppedSubjectsWarning, match="invalid lesion mask"):
+        cohort = lsm.load_cohort(tree / "lesions", tree / "participants.tsv")
+    assert "sub-2" not in cohort.subjects
+    row = cohort.dropped.set_index("subject").loc["sub-2"]
+    assert reason in row["reason"]
+    assert row["source"].endswith("bwsrsub-2_lesion.nii.gz")
+    with pytest.raises(LesionImageError, match=f"sub-2.*bwsrsub-2_lesion.nii.gz.*{reason}"):
+        lsm.load_cohort(tree / "lesions", tree / "participants.tsv", on_invalid="raise")
+
+
+def test_threshold_binarises(tree):
+    _write(tree / "lesions" / "bwsrsub-2_lesion.nii.gz", (_mask(2) * 0.8).astype(np.float32))
+    cohort = _load(tree / "lesions", tree / "participants.tsv", threshold=0.5)
+    np.testing.assert_array_equal(cohort.lesion_mask("sub-2"), _mask(2).astype(bool))
+
+
+def test_unreadable_file(tree):
+    (tree / "lesions" / "bwsrsub-3_lesion.nii.gz").write_bytes(b"not a nifti")
+    cohort = _load(tree / "lesions", tree / "participants.tsv")
+    assert "unreadable" in cohort.dropped.set_index("subject").loc["sub-3", "reason"]
+
+
+def test_single_voxel_4d_is_accepted(tree):
+    _write(tree / "lesions" / "bwsrsub-2_lesion.nii.gz", _mask(2)[..., None])
+    cohort = _load(tree / "lesions", tree / "participants.tsv")
+    np.testing.assert_array_equal(cohort.lesion_mask("sub-2"), _mask(2).astype(bool))
+
+
+def test_duplicate_mask_ids(tree):
+    _write(tree / "lesions" / "sub-1_ses-2_lesion.nii.gz", _mask(11))
+    with pytest.raises(CohortError, match="Duplicate subject sub-1"):
+        lsm.load_cohort(tree / "lesions", tree / "participants.tsv")
+
+
+def test_duplicate_phenotype_ids(tree):
+    path = tree / "participants.tsv"
+    path.write_text(path.read_text() + "1\t50\tM\t2\n")
+    with pytest.raises(PhenotypeError, match="Duplicate subject IDs.*sub-1"):
+        lsm.load_cohort(tree / "lesions", path)
+
+
+def test_ids_match_nothing(tree):
+    (tree / "p.tsv").write_text("participant_id\tage\nsub-77\t50\nsub-78\t60\n")
+    with pytest.raises(CohortError, match="No subject has both.*sub-77"):
+        lsm.load_cohort(tree / "lesions", tree / "p.tsv")
+
+
+def test_missing_id_column(tree):
+    with pytest.raises(PhenotypeError, match="'subject'.*participants.tsv.*id_column"):
+        lsm.load_cohort(tree / "lesions", tree / "participants.tsv", id_column="subject")
+
+
+def test_out_of_range_and_text_values(tree):
+    path = tree / "participants.tsv"
+    path.write_text(
+        "participant_id\tage\tnihss\n"
+        "sub-1\t70\t45\n"
+        "sub-2\tseventy\t3\n"
+        "sub-3\t55\t2.5\n"
+    )
+    with pytest.raises(PhenotypeError) as info:
+        lsm.load_cohort(tree / "lesions", path)
+    message = str(info.value)
+    assert "3 phenotype value(s)" in message
+    assert "subject 'sub-1', column 'nihss': value '45' is above the maximum 42" in message
+    assert "subject 'sub-2', column 'age': value 'seventy' is not a number" in message
+    assert "subject 'sub-3', column 'nihss': value '2.5' is not a whole number" in message
+    assert "coerce=True" in message
+    cohort = _load(tree / "lesions", path, coerce=True)
+    assert np.isnan(cohort.phenotype.loc["sub-1", "nihss"])
+    assert np.isnan(cohort.phenotype.loc["sub-2", "age"])
+    assert len(cohort.coerced) == 3
+    assert cohort.coerced["action"].str.startswith("coerced to missing").all()
+
+
+def test_user_dictionary_overrides(tree):
+    path = tree / "participants.tsv"
+    path.write_text("participant_id\tgrip\nsub-1\t12\nsub-2\t-3\nsub-3\t40\n")
+    dictionary = {"grip": {"type": "number", "Minimum": 0, "Units": "kg"}}
+    with pytest.raises(PhenotypeError, match="'grip': value '-3' is below the minimum 0"):
+        lsm.load_cohort(tree / "lesions", path, dictionary=dictionary)
+
+
+def test_unreadable_phenotype(tmp_path, tree):
+    with pytest.raises(PhenotypeError, match="does not exist"):
+        lsm.load_cohort(tree / "lesions", tmp_path / "nope.tsv")
+    bad = tmp_path / "p.json"
+    bad.write_text("{}")
+    with pytest.raises(PhenotypeError, match="Unsupported phenotype file type"):
+        read_phenotype(bad)
+
+
+def test_select_unknown_column(tree):
+    cohort = _load(tree / "lesions", tree / "participants.tsv")
+    with pytest.raises(PhenotypeError, match="'mrs' is not in the phenotype"):
+        cohort.select("mrs")
+
+
+def test_parallel_loading_identical(tree):
+    a = _load(tree / "lesions", tree / "participants.tsv", n_jobs=1)
+    b = _load(tree / "lesions", tree / "participants.tsv", n_jobs=2)
+    assert a.subjects == b.subjects
+    assert (a.lesion_matrix() != b.lesion_matrix()).nnz == 0
+
+
+def test_synthetic_cohort_has_planted_effect():
+    from scipy import stats
+
+    from lsm.simulate import make_synthetic_cohort
+
+    cohort = make_synthetic_cohort(80, random_state=1)
+    truth = cohort.metadata["truth_mask"].ravel()
+    hit = np.asarray(cohort.lesion_matrix()[:, truth].sum(axis=1)).ravel() > 0
+    score = cohort.phenotype["score"].to_numpy()
+    assert stats.ttest_ind(score[hit], score[~hit]).statistic > 5
+    null = make_synthetic_cohort(80, effect_size=0.0, random_state=1)
+    assert abs(stats.ttest_ind(null.phenotype["score"][hit], null.phenotype["score"][~hit]).statistic) < 4
+
+
+@pytest.mark.shared_data
+def test_load_soop_join_counts(shared_data_dir):
+    soop = shared_data_dir / "soop"
+    cohort = _load(soop / "lesions", soop / "participants.tsv", n_jobs=2)
+    assert len(cohort) == 1265
+    assert len(cohort.select("nihss")) == 944
+    assert len(cohort.select("gs_rankin_6isdeath")) == 618
+    reasons = cohort.dropped["reason"].value_counts()
+    assert reasons["lesion mask without a phenotype row"] == 184
+    assert reasons["phenotype row without a lesion mask"] == 240
+    assert cohort.shape == (157, 189, 136)
+    # '89+' ages are parsed as 89 and listed
+    assert (cohort.coerced["value"] == "89+").sum() > 0
+    assert cohort.phenotype["age"].max() == 89
