@@ -41,3 +41,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "shared_data_dir" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.shared_data)
+
+
+@pytest.fixture(scope="session")
+def soop_cohort(shared_data_dir):
+    """The 1,265-subject SOOP cohort at 1 mm, loaded once per test session (~20 s)."""
+    import warnings
+
+    import lsm
+    from lsm.exceptions import DroppedSubjectsWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DroppedSubjectsWarning)
+        try:
+            from lsm.datasets import load_soop
+        except ImportError:
+            soop = shared_data_dir / "soop"
+            return lsm.load_cohort(soop / "lesions", soop / "participants.tsv", n_jobs=2)
+        return load_soop(data_dir=shared_data_dir, n_jobs=2)
+
+
+@pytest.fixture(scope="session")
+def soop_nihss_2mm(soop_cohort):
+    """SOOP subjects with an NIHSS, on the 2 mm MNI grid (91 x 109 x 91)."""
+    return soop_cohort.select("nihss").resample(2)
