@@ -1,0 +1,110 @@
+"""Writers for BIDS-derivatives-style output folders (command line and demo).
+
+Every NIfTI map gets a JSON sidecar with a ``Description``, every TSV table a JSON sidecar
+describing its columns, and every folder a ``dataset_description.json``. Writers refuse to
+replace an existing file unless ``overwrite=True``; callers write into the temporary
+folder of :func:`lsm._utils.atomic_output_dir`, so a failed command leaves nothing behind.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import pandas as pd
+
+from ._utils import atomic_write_text
+from .results import _json_safe
+
+__all__ = [
+    "dataset_description",
+    "write_json",
+    "write_nifti",
+    "write_tsv",
+    "move_result_files",
+]
+
+
+def dataset_description(name, **extra):
+    """A BIDS ``dataset_description.json`` dict for an lsm derivative folder."""
+    from . import __version__
+
+    desc = {
+        "Name": name,
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "lsm", "Version": __version__}],
+    }
+    desc.update(extra)
+    return desc
+
+
+def write_json(path, obj, overwrite=False):
+    """Write ``obj`` as indented JSON (numpy values and NaN made JSON-safe)."""
+    text = json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n"
+    return atomic_write_text(path, text, overwrite=overwrite)
+
+
+def _sidecar(path):
+    path = Path(path)
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".tsv"):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".json")
+    raise ValueError(f"No sidecar name for {str(path)!r}")
+
+
+def write_nifti(img, path, description, overwrite=False, **sidecar):
+    """Save ``img`` to ``path`` with a JSON sidecar holding ``description`` (+ ``sidecar``)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        from .exceptions import OutputExistsError
+
+        raise OutputExistsError(f"Output {str(path)!r} already exists.")
+    nib.save(img, str(path))
+    write_json(_sidecar(path), {"Description": description, **sidecar}, overwrite=overwrite)
+    return path
+
+
+def write_tsv(table, path, descriptions=None, index=True, overwrite=False):
+    """Write a DataFrame as a BIDS TSV (``n/a`` for missing) with a column sidecar.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Written with its index as the first column when ``index`` is True (an unnamed
+        index is called ``participant_id``).
+    path : str or Path
+    descriptions : dict of str to str, optional
+        Column -> description, written into the JSON sidecar (``{"col": {"Description": ...}}``).
+    index : bool
+    overwrite : bool
+    """
+    table = pd.DataFrame(table)
+    if index:
+        table = table.reset_index(names=table.index.name or "participant_id")
+    text = table.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n")
+    atomic_write_text(path, text, overwrite=overwrite)
+    descriptions = descriptions or {}
+    sidecar = {col: {"Description": descriptions[col]} for col in table.columns if col in descriptions}
+    write_json(_sidecar(path), sidecar, overwrite=overwrite)
+    return Path(path)
+
+
+def move_result_files(result, folder, **save_kwargs):
+    """Save a :class:`~lsm.VLSMResult` so that its files land directly in ``folder``.
+
+    :meth:`VLSMResult.save` writes a folder of its own, atomically; here it writes a
+    subfolder of ``folder`` whose files are then moved up, so that ``VLSMResult.load(folder)``
+    reads the result back and other outputs can sit beside it.
+    """
+    folder = Path(folder)
+    sub = folder / ".vlsm-result"
+    result.save(sub, **save_kwargs)
+    for item in sorted(sub.iterdir()):
+        target = folder / item.name
+        if target.exists():
+            raise FileExistsError(f"Output {str(target)!r} already exists.")
+        shutil.move(str(item), str(target))
+    sub.rmdir()
+    return folder

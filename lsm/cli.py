@@ -1,0 +1,703 @@
+"""The ``lsm`` command line.
+
+::
+
+    lsm demo --output lsm_demo
+    lsm vlsm --lesions lesions/ --phenotype participants.tsv --score nihss --output out/
+    lsm territory-load --lesions lesions/ --output loads/
+    lsm descriptors --lesions lesions/ --output descriptors/
+    lsm overlap --lesions lesions/ --output overlap/
+    lsm correlate --lesions lesions/ --phenotype participants.tsv --score nihss --output corr/
+    lsm report out/ --output out/report.html
+
+Every subcommand writes a BIDS-derivatives-style folder (NIfTI maps with JSON sidecars, TSV
+tables with JSON column sidecars, ``dataset_description.json``) atomically, and refuses to
+replace an existing output unless ``--overwrite`` is given. A user error (bad option, missing
+file, invalid mask or phenotype) prints one line ``lsm: error: ...`` and exits with status 1;
+``--debug`` shows the full traceback instead.
+"""
+
+import argparse
+import logging
+import re
+import sys
+import warnings
+from pathlib import Path
+
+from . import __version__
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("lsm")
+
+#: exit statuses
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_EPILOG = (
+    "Inputs: --lesions takes a folder (searched recursively), a quoted glob pattern "
+    "('masks/*_lesion.nii.gz') or a list of files; subject IDs come from the BIDS 'sub-<label>' "
+    "entity of each file name. --phenotype takes a TSV (BIDS participants.tsv), CSV or XLSX file; "
+    "'n/a' is missing."
+)
+
+
+# ----------------------------------------------------------------------------- parser
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows an option's default when it is informative (not None, False or suppressed)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" not in text
+            and not any(default is v for v in (None, False, argparse.SUPPRESS))
+            and action.option_strings
+            and action.nargs != 0
+        ):
+            shown = " ".join(map(str, default)) if isinstance(default, list) else default
+            text += f" (default: {shown})"
+        return text
+
+
+def _global_options(parser, suppress):
+    """--quiet/--debug, accepted before and after the subcommand.
+
+    The copies on the subcommands default to SUPPRESS so that they do not reset a value
+    given before the subcommand.
+    """
+    default = argparse.SUPPRESS if suppress else False
+    group = parser.add_argument_group("general options")
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=default,
+        help="no progress bars and no messages except errors",
+    )
+    group.add_argument(
+        "--debug", action="store_true", default=default,
+        help="show the full traceback of an error, and debug messages",
+    )
+
+
+def _output_options(parser, what="folder", default=None):
+    parser.add_argument("-o", "--output", required=default is None, type=Path, default=default,
+                        help=f"output {what}")
+    parser.add_argument(
+        "--overwrite", action="store_true", help=f"replace the output {what} if it exists"
+    )
+
+
+def _cohort_options(parser, phenotype_required):
+    group = parser.add_argument_group("input cohort (as in lsm.load_cohort)")
+    group.add_argument(
+        "-l", "--lesions", required=True, nargs="+", metavar="PATH",
+        help="lesion masks: a folder, a quoted glob pattern, or files",
+    )
+    group.add_argument(
+        "-p", "--phenotype", required=phenotype_required, metavar="FILE",
+        help="phenotype table (.tsv, .csv or .xlsx)"
+        + ("" if phenotype_required else "; optional, the subjects are then those of the masks"),
+    )
+    group.add_argument(
+        "--id-column", default="participant_id", help="phenotype column holding subject IDs"
+    )
+    grid = group.add_mutually_exclusive_group()
+    grid.add_argument(
+        "--target-img", metavar="NIFTI",
+        help="common grid of the masks (default: the grid of the first mask)",
+    )
+    grid.add_argument(
+        "--voxel-size", type=float, metavar="MM",
+        help="resample the masks to the MNI152 grid at this voxel size (e.g. 2)",
+    )
+    group.add_argument(
+        "--mask-threshold", type=float, default=None, metavar="T",
+        help="voxels > T are lesioned (for probabilistic or 0/255 masks); default: masks must be 0/1",
+    )
+    group.add_argument(
+        "--dictionary", metavar="JSON", help="data dictionary merged over the bundled one"
+    )
+    group.add_argument(
+        "--coerce", action="store_true",
+        help="turn phenotype values that fail the data dictionary into missing values instead of failing",
+    )
+    group.add_argument("--n-jobs", type=int, default=1, help="parallel workers (-1: all cores)")
+
+
+def _atlas_options(parser):
+    group = parser.add_argument_group("atlas")
+    group.add_argument(
+        "--atlas", metavar="NIFTI",
+        help="integer label image with a label table (.tsv/.csv/.txt) of the same stem beside it; "
+        "default: the arterial territory atlas of Liu et al. (2023)",
+    )
+    group.add_argument(
+        "--data-dir", metavar="DIR",
+        help="folder holding (or receiving) the arterial atlas; default: $LSM_DATA, else ~/lsm_data",
+    )
+
+
+def _add(subparsers, parent, name, help, description):
+    return subparsers.add_parser(
+        name, parents=[parent], help=help, description=description, epilog=_EPILOG,
+        formatter_class=_Formatter,
+    )
+
+
+def build_parser():
+    """The :class:`argparse.ArgumentParser` of the ``lsm`` command."""
+    parser = argparse.ArgumentParser(
+        prog="lsm",
+        description="Lesion-symptom mapping for stroke research: VLSM with permutation "
+        "inference, arterial-territory lesion load, lesion descriptors and clinical correlations.",
+        epilog="Run 'lsm <command> --help' for the options of a command.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lsm {__version__}")
+    _global_options(parser, suppress=False)
+    parent = argparse.ArgumentParser(add_help=False)
+    _global_options(parent, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    sub.required = True
+
+    # demo ------------------------------------------------------------------------------
+    p = _add(
+        sub, parent, "demo", "run the whole pipeline on a synthetic cohort (no download)",
+        "Build a small synthetic cohort with a planted lesion-deficit region, run a voxel-wise "
+        "t-test with max-statistic FWE permutation correction, and write the maps, the cluster "
+        "table, the overlap map and an HTML report (report.html).",
+    )
+    _output_options(p, default=Path("lsm_demo"))
+    p.add_argument("--n-subjects", type=int, default=120, help="size of the synthetic cohort")
+    p.add_argument("--n-permutations", type=int, default=1000, help="permutations (FWE)")
+    p.add_argument("--random-state", type=int, default=0, help="seed of the simulation and permutations")
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel workers (results do not depend on it)")
+    p.set_defaults(func=_cmd_demo)
+
+    # vlsm ------------------------------------------------------------------------------
+    p = _add(
+        sub, parent, "vlsm", "voxel-based lesion-symptom mapping",
+        "Voxel-wise test of a score between lesioned and spared subjects, with permutation "
+        "inference. Writes the maps (NIfTI + JSON), vlsm.json, the cluster table, the null "
+        "distribution, the list of excluded subjects and report.html.",
+    )
+    _cohort_options(p, phenotype_required=True)
+    _output_options(p)
+    g = p.add_argument_group("analysis (as in lsm.vlsm)")
+    g.add_argument("-s", "--score", required=True, help="phenotype column to map (e.g. nihss)")
+    g.add_argument("--method", default="ttest",
+                   help="ttest, welch, brunner-munzel, ols (with covariates) or liebermeister")
+    g.add_argument("--covariates", nargs="+", default=None, metavar="COLUMN",
+                   help="phenotype columns to control for (method ols)")
+    g.add_argument("--lesion-volume", default=None, metavar="MODE",
+                   help="control for lesion volume (see lsm.vlsm's lesion_volume)")
+    g.add_argument("--n-permutations", type=int, default=1000, help="permutations")
+    g.add_argument("--correction", default="fwe", help="fwe, cfwer, fdr, cluster, tfce or none")
+    g.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    g.add_argument("--alternative", default="two-sided", help="two-sided, greater or less")
+    g.add_argument("--min-lesioned", default=None, metavar="N",
+                   help="test voxels lesioned in at least N subjects (an int) or this fraction (a float < 1)")
+    g.add_argument("--v", type=int, default=None, help="CFWER: number of false positive voxels tolerated")
+    g.add_argument("--random-state", type=int, default=0, help="seed of the permutations")
+    g.add_argument("--no-report", action="store_true", help="do not write report.html")
+    _atlas_options(p)
+    p.set_defaults(func=_cmd_vlsm)
+
+    # territory-load ----------------------------------------------------------------------
+    p = _add(
+        sub, parent, "territory-load", "lesion load in each arterial territory",
+        "Lesion load of each subject in each territory of the arterial atlas (levels 1 and/or 2), "
+        "as a TSV table per level, and a TSV summary of the distribution of lesions across "
+        "territories and hemispheres.",
+    )
+    _cohort_options(p, phenotype_required=False)
+    _output_options(p)
+    p.add_argument("--level", type=int, nargs="+", default=[1, 2], choices=[1, 2],
+                   help="territory level(s)")
+    p.add_argument("--measure", default="territory_fraction",
+                   help="territory_fraction, lesion_fraction or ml")
+    _atlas_options(p)
+    p.set_defaults(func=_cmd_territory_load)
+
+    # descriptors ---------------------------------------------------------------------------
+    p = _add(
+        sub, parent, "descriptors", "lesion volume, components, hemisphere, centroid, territory",
+        "One row per subject: lesion volume, connected components, hemisphere, centroid and "
+        "dominant territory (lsm.lesion_descriptors).",
+    )
+    _cohort_options(p, phenotype_required=False)
+    _output_options(p)
+    p.add_argument("--min-component-size", type=int, default=1,
+                   help="connected components smaller than this many voxels are not counted")
+    p.add_argument("--hemisphere-threshold", type=float, default=0.95,
+                   help="share of the lesion volume on one side to call it left or right")
+    _atlas_options(p)
+    p.set_defaults(func=_cmd_descriptors)
+
+    # overlap -------------------------------------------------------------------------------
+    p = _add(
+        sub, parent, "overlap", "lesion overlap (frequency) map",
+        "Number and fraction of subjects lesioned in each voxel (NIfTI + JSON); with --by, one "
+        "fraction map per value of a phenotype column.",
+    )
+    _cohort_options(p, phenotype_required=False)
+    _output_options(p)
+    p.add_argument("--by", metavar="COLUMN", help="one map per distinct value of this phenotype column")
+    p.set_defaults(func=_cmd_overlap)
+
+    # correlate -----------------------------------------------------------------------------
+    p = _add(
+        sub, parent, "correlate", "lesion volume vs score, and territory-level mapping",
+        "Correlation between lesion volume and a score (lsm.volume_score_correlation), with a "
+        "BCa bootstrap interval and a scatter plot; with --territory-level, also the "
+        "permutation test of each territory's load against the score (lsm.territory_lsm).",
+    )
+    _cohort_options(p, phenotype_required=True)
+    _output_options(p)
+    g = p.add_argument_group("analysis")
+    g.add_argument("-s", "--score", required=True, help="phenotype column (e.g. nihss)")
+    g.add_argument("--method", default="spearman", help="spearman, pearson or kendall")
+    g.add_argument("--covariates", nargs="+", default=None, metavar="COLUMN",
+                   help="phenotype columns to partial out")
+    g.add_argument("--log-volume", action="store_true", help="use log10 of the lesion volume")
+    g.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the interval (0: none)")
+    g.add_argument("--territory-level", type=int, choices=[1, 2], default=None,
+                   help="also test each territory's load at this atlas level")
+    g.add_argument("--n-permutations", type=int, default=5000,
+                   help="permutations of the territory-level test")
+    g.add_argument("--random-state", type=int, default=0, help="seed of the bootstrap and permutations")
+    _atlas_options(p)
+    p.set_defaults(func=_cmd_correlate)
+
+    # report --------------------------------------------------------------------------------
+    p = _add(
+        sub, parent, "report", "HTML report of a saved VLSM result",
+        "Write one self-contained HTML file (images embedded) from a folder written by "
+        "'lsm vlsm' or VLSMResult.save(). Give the cohort (--lesions/--phenotype) to add its "
+        "description, drop list and overlap map.",
+    )
+    p.add_argument("result", type=Path, help="folder of a saved VLSM result")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="HTML file to write (default: RESULT/report.html)")
+    p.add_argument("--overwrite", action="store_true", help="replace the HTML file if it exists")
+    p.add_argument("-l", "--lesions", nargs="+", metavar="PATH", help="lesion masks of the cohort (optional)")
+    p.add_argument("-p", "--phenotype", metavar="FILE", help="phenotype table of the cohort")
+    p.add_argument("--id-column", default="participant_id", help="phenotype column holding subject IDs")
+    p.add_argument("--title", default=None, help="title of the report")
+    _atlas_options(p)
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+# ------------------------------------------------------------------------------ helpers
+def _progress(args):
+    """``verbose`` for the library: progress bars only on an interactive terminal."""
+    return 0 if args.quiet or not sys.stderr.isatty() else 1
+
+
+def _say(args, message):
+    if not args.quiet:
+        print(message)
+
+
+def _lesions_arg(values):
+    """One folder or glob stays a string (as load_cohort takes it); several values are files."""
+    return values[0] if len(values) == 1 else list(values)
+
+
+def _check_output_free(path, overwrite):
+    """Fail before any work when the output exists and --overwrite was not given."""
+    from ._utils import _check_target
+
+    _check_target(path, overwrite)
+
+
+def _phenotype_of_masks(lesions, id_column):
+    """A phenotype with only the subject IDs of the masks (territory loads need no scores)."""
+    import pandas as pd
+
+    from .cohort import _collect_lesion_sources
+
+    subjects = list(_collect_lesion_sources(lesions))
+    return pd.DataFrame({id_column: subjects})
+
+
+def _load(args):
+    """The cohort of --lesions/--phenotype with the loading options."""
+    from .cohort import load_cohort
+
+    lesions = _lesions_arg(args.lesions)
+    phenotype = args.phenotype
+    id_column = args.id_column
+    if phenotype is None:
+        phenotype = _phenotype_of_masks(lesions, id_column)
+    target = args.target_img if args.target_img is not None else args.voxel_size
+    if args.voxel_size is not None and args.voxel_size <= 0:
+        raise ValueError(f"--voxel-size must be a positive number of mm, got {args.voxel_size}.")
+    cohort = load_cohort(
+        lesions,
+        phenotype,
+        id_column=id_column,
+        target_img=target,
+        dictionary=args.dictionary,
+        coerce=args.coerce,
+        threshold=args.mask_threshold,
+        n_jobs=args.n_jobs,
+        verbose=_progress(args),
+    )
+    logger.info("Cohort: %d subjects on a %s grid (%d excluded)", len(cohort), cohort.shape,
+                len(cohort.dropped))
+    return cohort
+
+
+def _atlas(args, level=1):
+    """None (the library's default arterial atlas) or the atlas named by --atlas/--data-dir."""
+    if args.atlas is not None:
+        if not Path(args.atlas).exists():
+            raise FileNotFoundError(f"Atlas image {args.atlas!r} does not exist.")
+        return args.atlas
+    if args.data_dir is not None:
+        from .datasets import fetch_arterial_atlas
+
+        return fetch_arterial_atlas(level=1, resolution=1, data_dir=args.data_dir)
+    return None
+
+
+def _write_dropped(cohort, folder, extra=()):
+    """``dropped.tsv``: every subject left out, with the reason."""
+    import pandas as pd
+
+    from ._derivatives import write_tsv
+
+    dropped = cohort.dropped.copy()
+    if extra:
+        more = pd.DataFrame(
+            [{"subject": e.get("subject"), "source": "analysis", "reason": e.get("reason")} for e in extra]
+        )
+        dropped = pd.concat([dropped, more], ignore_index=True)
+    write_tsv(
+        dropped,
+        folder / "dropped.tsv",
+        {
+            "subject": "Subject ID (BIDS sub-<label>).",
+            "source": "Lesion mask file, 'phenotype', or 'analysis'.",
+            "reason": "Why the subject was left out.",
+        },
+        index=False,
+    )
+
+
+def _write_description(folder, name, args, **extra):
+    from ._derivatives import dataset_description, write_json
+
+    command = "lsm " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0] else None
+    desc = dataset_description(name, **extra)
+    if command:
+        desc["GeneratedBy"][0]["Description"] = command
+    write_json(folder / "dataset_description.json", desc, overwrite=True)
+
+
+# ----------------------------------------------------------------------------- commands
+def _cmd_demo(args):
+    from .demo import run_demo
+
+    _check_output_free(args.output, args.overwrite)
+    run = run_demo(
+        args.output,
+        n_subjects=args.n_subjects,
+        n_permutations=args.n_permutations,
+        random_state=args.random_state,
+        overwrite=args.overwrite,
+        n_jobs=args.n_jobs,
+        verbose=_progress(args),
+    )
+    _say(args, run.summary())
+    return EXIT_OK
+
+
+def _min_lesioned(value):
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--min-lesioned must be a number of subjects or a fraction, got {value!r}.") from None
+    return int(number) if number >= 1 and number == int(number) else number
+
+
+def _cmd_vlsm(args):
+    from ._derivatives import move_result_files
+    from ._utils import atomic_output_dir
+    from .vlsm import vlsm
+
+    _check_output_free(args.output, args.overwrite)
+    options = {
+        "method": args.method,
+        "covariates": args.covariates,
+        "n_permutations": args.n_permutations,
+        "correction": args.correction,
+        "alpha": args.alpha,
+        "alternative": args.alternative,
+        "random_state": args.random_state,
+        "n_jobs": args.n_jobs,
+        "verbose": _progress(args),
+    }
+    if args.lesion_volume is not None:
+        options["lesion_volume"] = args.lesion_volume
+    if args.min_lesioned is not None:
+        options["min_lesioned"] = _min_lesioned(args.min_lesioned)
+    if args.v is not None:
+        options["v"] = args.v
+    cohort = _load(args)
+    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+        result = vlsm(cohort, args.score, **options)
+        atlas = "arterial" if args.atlas is None else None
+        move_result_files(result, tmp, atlas=atlas, data_dir=args.data_dir)
+        _write_dropped(cohort, tmp, result.provenance.get("excluded") or ())
+        if not args.no_report:
+            result.to_html(tmp / "report.html", cohort=cohort, atlas=atlas, data_dir=args.data_dir)
+        _write_description(tmp, f"lsm VLSM of {args.score!r}", args)
+    _say(args, str(result.summary()))
+    _say(args, f"lsm: wrote {args.output}/")
+    return EXIT_OK
+
+
+_LOAD_DESCRIPTIONS = {
+    "territory_fraction": "Lesioned volume in the territory / volume of the territory.",
+    "lesion_fraction": "Lesioned volume in the territory / lesion volume.",
+    "ml": "Lesioned volume in the territory (ml).",
+}
+
+
+def _cmd_territory_load(args):
+    from ._derivatives import write_json, write_tsv
+    from ._utils import atomic_output_dir
+    from .territory import territory_load, territory_summary
+
+    _check_output_free(args.output, args.overwrite)
+    cohort = _load(args)
+    atlas = _atlas(args)
+    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+        for level in sorted(set(args.level)):
+            loads = territory_load(cohort, atlas=atlas, level=level, measure=args.measure, n_jobs=args.n_jobs)
+            what = _LOAD_DESCRIPTIONS.get(args.measure, args.measure)
+            descriptions = {c: f"{c}: {what}" for c in loads.columns}
+            descriptions["outside_ml"] = "Lesioned volume outside every territory (ml)."
+            descriptions["lesion_volume_ml"] = "Lesion volume on the cohort grid (ml)."
+            stem = f"level-{level}_measure-{args.measure.replace('_', '')}_territoryload"
+            write_tsv(loads, tmp / f"{stem}.tsv", descriptions)
+            write_json(tmp / f"{stem}_meta.json", dict(loads.attrs))
+            summary = territory_summary(cohort, level=level, atlas=atlas, n_jobs=args.n_jobs)
+            write_tsv(summary.table, tmp / f"level-{level}_territorysummary.tsv",
+                      {"n_involved": "Subjects with at least one lesioned voxel in the territory.",
+                       "n_dominant": "Subjects whose lesion lies mostly in the territory.",
+                       "lesioned_ml": "Lesioned ml summed over subjects."})
+            _say(args, str(summary))
+        _write_dropped(cohort, tmp)
+        _write_description(tmp, "lsm arterial-territory lesion load", args)
+    _say(args, f"lsm: wrote {args.output}/")
+    return EXIT_OK
+
+
+def _cmd_descriptors(args):
+    from ._utils import atomic_output_dir
+    from ._derivatives import write_tsv
+    from .territory import lesion_descriptors
+
+    _check_output_free(args.output, args.overwrite)
+    cohort = _load(args)
+    atlas = _atlas(args)
+    table = lesion_descriptors(
+        cohort, atlas=atlas, min_component_size=args.min_component_size,
+        hemisphere_threshold=args.hemisphere_threshold, n_jobs=args.n_jobs,
+    )
+    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+        write_tsv(table, tmp / "lesion_descriptors.tsv", {
+            "volume_ml": "Lesion volume on the cohort grid (ml).",
+            "n_voxels": "Lesioned voxels on the cohort grid.",
+            "n_components": "26-connected components of at least --min-component-size voxels.",
+            "hemisphere": "left, right or bilateral (rule of --hemisphere-threshold).",
+            "left_fraction": "Share of the lesion volume at world x < 0.",
+            "right_fraction": "Share of the lesion volume at world x > 0.",
+            "centroid_x": "Mean world x of the lesion voxels (mm).",
+            "centroid_y": "Mean world y of the lesion voxels (mm).",
+            "centroid_z": "Mean world z of the lesion voxels (mm).",
+            "dominant_level1": "Level-1 territory holding the most lesioned voxels.",
+            "dominant_level1_fraction": "Share of the lesion in that territory.",
+            "dominant_level2": "Level-2 territory holding the most lesioned voxels.",
+            "dominant_level2_fraction": "Share of the lesion in that territory.",
+        })
+        _write_dropped(cohort, tmp)
+        _write_description(tmp, "lsm lesion descriptors", args)
+    if not args.quiet:
+        counts = table["hemisphere"].value_counts() if "hemisphere" in table else {}
+        print(f"{len(table)} lesions; median volume {table['volume_ml'].median():.2f} ml; "
+              + ", ".join(f"{k} {v}" for k, v in dict(counts).items()))
+    _say(args, f"lsm: wrote {args.output}/")
+    return EXIT_OK
+
+
+def _bids_value(value):
+    label = re.sub(r"[^0-9A-Za-z]", "", str(value))
+    return label or "missing"
+
+
+def _cmd_overlap(args):
+    from ._derivatives import write_nifti
+    from ._utils import atomic_output_dir
+    from .territory import overlap_map
+
+    _check_output_free(args.output, args.overwrite)
+    cohort = _load(args)
+    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+        n = len(cohort)
+        write_nifti(overlap_map(cohort, normalize=False), tmp / "desc-count_overlap.nii.gz",
+                    f"Number of subjects (of {n}) lesioned in each voxel.", n_subjects=n)
+        write_nifti(overlap_map(cohort, normalize=True), tmp / "desc-fraction_overlap.nii.gz",
+                    f"Fraction of the {n} subjects lesioned in each voxel.", n_subjects=n)
+        if args.by:
+            maps = overlap_map(cohort, normalize=True, by=args.by)
+            seen = set()
+            for value, img in maps.items():
+                label = _bids_value(value)
+                if label in seen:
+                    raise ValueError(f"Values of column {args.by!r} collide as file names ({label!r}).")
+                seen.add(label)
+                write_nifti(img, tmp / f"{_bids_value(args.by)}-{label}_desc-fraction_overlap.nii.gz",
+                            f"Fraction of subjects with {args.by} = {value} lesioned in each voxel.",
+                            column=args.by, value=str(value))
+        _write_dropped(cohort, tmp)
+        _write_description(tmp, "lsm lesion overlap map", args)
+    _say(args, f"{len(cohort)} subjects; lsm: wrote {args.output}/")
+    return EXIT_OK
+
+
+def _cmd_correlate(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ._derivatives import write_json, write_tsv
+    from ._utils import atomic_output_dir
+    from .clinical import territory_lsm, volume_score_correlation
+
+    _check_output_free(args.output, args.overwrite)
+    cohort = _load(args)
+    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+        corr = volume_score_correlation(
+            cohort, args.score, method=args.method, covariates=args.covariates,
+            log_volume=args.log_volume, n_boot=args.n_boot, random_state=args.random_state,
+        )
+        write_tsv(corr.to_dataframe(), tmp / "volumescore_correlation.tsv", index=False)
+        write_json(tmp / "volumescore_correlation.json", {
+            "Description": "Correlation between lesion volume and a clinical score.",
+            "score": args.score, "method": args.method, "covariates": args.covariates,
+            "log_volume": args.log_volume, "n_boot": args.n_boot, "random_state": args.random_state,
+            "summary": str(corr.summary()),
+        })
+        ax = corr.plot()
+        ax.figure.savefig(tmp / "volumescore_scatter.png", dpi=100, bbox_inches="tight")
+        plt.close(ax.figure)
+        _say(args, str(corr.summary()))
+        if args.territory_level is not None:
+            terr = territory_lsm(
+                cohort, args.score, level=args.territory_level, covariates=args.covariates,
+                n_permutations=args.n_permutations, random_state=args.random_state, n_jobs=args.n_jobs,
+            )
+            write_tsv(terr.to_dataframe(), tmp / f"level-{args.territory_level}_territorylsm.tsv")
+            _say(args, str(terr.summary()))
+        _write_dropped(cohort, tmp)
+        _write_description(tmp, f"lsm lesion volume vs {args.score!r}", args)
+    _say(args, f"lsm: wrote {args.output}/")
+    return EXIT_OK
+
+
+def _cmd_report(args):
+    from .results import VLSMResult
+
+    result = VLSMResult.load(args.result)
+    output = args.output if args.output is not None else args.result / "report.html"
+    _check_output_free(output, args.overwrite)
+    cohort = None
+    if args.lesions:
+        if not args.phenotype:
+            raise ValueError("--lesions needs --phenotype (the cohort of the analysis).")
+        args.target_img, args.voxel_size, args.mask_threshold = None, None, None
+        args.dictionary, args.coerce, args.n_jobs = None, False, 1
+        cohort = _load(args)
+    atlas = "arterial" if args.atlas is None else None
+    result.to_html(output, cohort=cohort, overwrite=args.overwrite, title=args.title,
+                   atlas=atlas, data_dir=args.data_dir)
+    _say(args, f"lsm: wrote {output}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------- main
+def _one_line(exc):
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        text = str(exc.args[0])
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _configure_logging(args):
+    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("lsm: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return handler
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"lsm: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def main(argv=None):
+    """Entry point of the ``lsm`` console script.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 on a user error (one line on stderr), 2 on a usage error,
+        130 when interrupted.
+    """
+    from .exceptions import LSMError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = _configure_logging(args)
+    old_showwarning = warnings.showwarning
+    if not args.debug:
+        warnings.showwarning = _show_warning
+    try:
+        with warnings.catch_warnings():
+            if args.quiet:
+                warnings.simplefilter("ignore")
+            return args.func(args)
+    except KeyboardInterrupt:
+        print("lsm: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (LSMError, OSError, ValueError) as exc:
+        if args.debug:
+            raise
+        print(f"lsm: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"lsm: error: unexpected {type(exc).__name__}: {_one_line(exc)} "
+              "(run again with --debug for the traceback, and please report it)", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        warnings.showwarning = old_showwarning
+        logger.removeHandler(handler)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
