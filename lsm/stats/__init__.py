@@ -1,0 +1,24 @@
+"""Array-only voxel-wise statistics engine (numpy, scipy, joblib; no image I/O).
+
+:func:`voxelwise_test` takes a sparse (n_subjects, n_voxels) lesion matrix and a score
+vector and returns a :class:`VoxelwiseResult` of plain arrays; :func:`lsm.vlsm` wraps
+images around it.
+"""
+
+from ._correction import CORRECTIONS
+from ._parallel import parallel_map
+from ._patterns import unique_patterns
+from ._permutation import ALTERNATIVES, VoxelwiseResult, resolve_min_lesioned, voxelwise_test
+from ._statistics import METHODS, t_to_z
+
+__all__ = [
+    "ALTERNATIVES",
+    "CORRECTIONS",
+    "METHODS",
+    "VoxelwiseResult",
+    "parallel_map",
+    "resolve_min_lesioned",
+    "t_to_z",
+    "unique_patterns",
+    "voxelwise_test",
+]

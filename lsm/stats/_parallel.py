@@ -1,0 +1,75 @@
+"""One wrapper around joblib, with a serial fast path.
+
+Every parallel call site of the engine goes through :func:`parallel_map`, so the
+backend can be swapped from the outside (``joblib.parallel_config(backend="dask")``
+or ``backend="threading"``) without touching the engine. Workers only ever receive
+pre-drawn permutations and return small arrays, and the caller reduces them in a
+fixed order, so results do not depend on ``n_jobs`` nor on the backend.
+"""
+
+import logging
+
+import joblib
+
+__all__ = ["parallel_map", "effective_n_jobs"]
+
+logger = logging.getLogger("lsm")
+
+
+def effective_n_jobs(n_jobs):
+    """Number of workers joblib would use for ``n_jobs`` (honours ``parallel_config``)."""
+    if n_jobs is None:
+        n_jobs = 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(
+            "Invalid value for the 'n_jobs' parameter: expected a non-zero int "
+            f"(1 for serial, -1 for all cores), but got {n_jobs!r} instead."
+        )
+    return joblib.effective_n_jobs(n_jobs)
+
+
+def _backend_forced():
+    """True when the caller set a backend with ``joblib.parallel_config``."""
+    backend, _ = joblib.parallel.get_active_backend()
+    return not isinstance(backend, joblib._parallel_backends.LokyBackend)
+
+
+def parallel_map(func, tasks, *, n_jobs=1, verbose=0, desc=None):
+    """Apply ``func(*task)`` to each task and return the results in task order.
+
+    Parameters
+    ----------
+    func : callable
+        Module-level function (picklable for process backends).
+    tasks : list of tuple
+        Positional arguments of each call.
+    n_jobs : int
+        Number of workers; 1 runs serially in this process (unless a backend was
+        forced with ``joblib.parallel_config``), -1 uses every core.
+    verbose : int
+        > 0 shows a tqdm progress bar over tasks.
+    desc : str or None
+        Label of the progress bar.
+
+    Returns
+    -------
+    results : list
+        ``[func(*task) for task in tasks]``, always in the order of ``tasks``.
+    """
+    tasks = list(tasks)
+    n_workers = effective_n_jobs(n_jobs)
+    if n_workers == 1 and not _backend_forced() or len(tasks) <= 1:
+        iterator = tasks
+        if verbose:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(tasks, desc=desc, leave=False)
+        return [func(*task) for task in iterator]
+    logger.debug("running %d tasks on %d workers", len(tasks), n_workers)
+    parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
+    results = parallel(joblib.delayed(func)(*task) for task in tasks)
+    if verbose:
+        from tqdm.auto import tqdm
+
+        results = tqdm(results, total=len(tasks), desc=desc, leave=False)
+    return list(results)

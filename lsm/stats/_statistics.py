@@ -1,0 +1,390 @@
+"""Voxel-wise statistics of a binary lesion status against a score, for many scores at once.
+
+Each statistic is computed for a block of unique lesion patterns ``X`` (a CSR matrix of
+shape (n_patterns, n_subjects), rows = patterns) and a batch of permuted scores. The
+score is permuted, never the lesion matrix, and every sum over lesioned subjects is a
+sparse product ``X @ Y`` with ``Y`` of shape (n_subjects, n_permutations_in_batch).
+
+Sign convention: a statistic is positive when the lesioned subjects have the higher
+scores.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import special, stats
+
+from ..exceptions import AnalysisError
+
+__all__ = [
+    "METHODS",
+    "prepare_design",
+    "compute_stat",
+    "t_to_z",
+    "t_pvalues",
+    "z_pvalues",
+]
+
+METHODS = ("ttest", "welch", "brunner_munzel", "regression", "liebermeister")
+
+# Methods whose statistic has the same null distribution shape at every voxel: their
+# permutation maxima are taken over the raw statistic. The others are compared in z.
+CONSTANT_DF = ("ttest", "regression")
+
+
+@dataclass
+class Design:
+    """Everything about the subjects (not the voxels) that a statistic needs.
+
+    Built once in the main process by :func:`prepare_design`; small (vectors of
+    length n_subjects), so it is cheap to send to workers.
+    """
+
+    method: str
+    n: int
+    y: np.ndarray  # (n,) the (transformed) score that gets permuted
+    df: float = np.nan  # residual degrees of freedom (ttest, regression)
+    basis: np.ndarray = None  # (n, k) orthonormal basis of the nuisance design (regression)
+    extra: dict = field(default_factory=dict)
+
+
+def _check_not_constant(y, what="score"):
+    if np.ptp(y) == 0:
+        raise AnalysisError(
+            f"The {what} is constant across the {y.size} analysed subjects "
+            f"(every value is {y[0]!r}); no test can be run. Check the column or the "
+            "subject selection."
+        )
+
+
+def prepare_design(method, score, covariates=None):
+    """Precompute the subject-level part of a statistic.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`METHODS`.
+    score : ndarray of shape (n_subjects,)
+        Finite scores (0/1 for ``"liebermeister"``).
+    covariates : ndarray of shape (n_subjects, n_covariates) or None
+        Nuisance regressors (``"regression"`` only); an intercept is always added.
+
+    Returns
+    -------
+    design : Design
+    """
+    y = np.asarray(score, dtype=np.float64)
+    n = y.size
+    _check_not_constant(y)
+    if method in ("ttest", "regression"):
+        z = np.ones((n, 1))
+        if covariates is not None and np.size(covariates):
+            z = np.column_stack([z, np.asarray(covariates, dtype=np.float64)])
+        q, r = np.linalg.qr(z)
+        diag = np.abs(np.diag(r))
+        if diag.min() <= 1e-10 * max(diag.max(), 1.0):
+            raise AnalysisError(
+                "The covariates are collinear (or constant) among the analysed subjects, so "
+                "the nuisance model cannot be fitted. Drop a redundant covariate."
+            )
+        k = z.shape[1]
+        df = n - k - 1
+        if df < 1:
+            raise AnalysisError(
+                f"Too few subjects ({n}) for a regression with {k - 1} covariate(s): "
+                "at least covariates + 3 subjects are needed."
+            )
+        # Residuals of the reduced model (Freedman-Lane): these get permuted.
+        resid = y - q @ (q.T @ y)
+        if np.sqrt(resid @ resid) <= 1e-10 * np.sqrt(y @ y + 1.0):
+            raise AnalysisError(
+                "The score is fully explained by the covariates (zero residual variance); "
+                "no lesion effect can be tested."
+            )
+        basis = q if k > 1 else None
+        return Design(method, n, resid, df=float(df), basis=basis)
+    if method == "welch":
+        yc = (y - y.mean()) / y.std()
+        return Design(method, n, yc, extra={"total": yc.sum(), "total_sq": (yc * yc).sum()})
+    if method == "brunner_munzel":
+        _, ties = np.unique(y, return_inverse=True)
+        ties = ties.reshape(-1).astype(np.int64)
+        counts = np.bincount(ties).astype(np.float64)
+        below = np.cumsum(counts) - counts
+        k = counts.size
+        # A = g @ M gives, per tie group t, (# group members below t) + (# members at t) / 2.
+        m = np.triu(np.ones((k, k)), 1) + 0.5 * np.eye(k)
+        return Design(
+            method,
+            n,
+            ties,
+            extra={"counts": counts, "mid": below + counts / 2.0, "cummat": m},
+        )
+    if method == "liebermeister":
+        values = np.unique(y)
+        if values.size != 2 or not np.array_equal(values, [0.0, 1.0]):
+            raise AnalysisError(
+                "method='liebermeister' needs a binary score coded 0/1, but the score takes "
+                f"the values {values[:10].tolist()}."
+            )
+        n_pos = int(y.sum())
+        if min(n_pos, n - n_pos) < 2:
+            raise AnalysisError(
+                f"method='liebermeister': one score group has fewer than 2 subjects "
+                f"({n_pos} with score 1, {n - n_pos} with score 0)."
+            )
+        return Design(method, n, y, extra={"n_pos": n_pos})
+    raise ValueError(f"unknown method {method!r}")
+
+
+def column_info(design, x, n_lesioned):
+    """Per-pattern quantities that do not change under permutation.
+
+    Parameters
+    ----------
+    design : Design
+    x : scipy.sparse.csr_matrix of shape (n_patterns, n_subjects)
+        Lesion patterns as rows (values 1, or the dTLVC-scaled lesion status).
+    n_lesioned : ndarray of shape (n_patterns,)
+        Number of lesioned subjects of each pattern.
+
+    Returns
+    -------
+    info : dict of ndarray of shape (n_patterns,)
+    """
+    n1 = n_lesioned.astype(np.float64)
+    info = {"n1": n1, "n0": design.n - n1}
+    if design.method in ("ttest", "regression"):
+        xx = np.asarray(x.multiply(x).sum(axis=1)).ravel()
+        mean_part = np.asarray(x.sum(axis=1)).ravel() ** 2 / design.n
+        d = xx - mean_part
+        if design.basis is not None:
+            proj = x @ design.basis  # (n_patterns, k) includes the intercept direction
+            d = xx - (proj * proj).sum(axis=1)
+        info["xtx"] = xx
+        info["d"] = d
+    if design.method == "liebermeister":
+        info.update(_liebermeister_tables(design, n_lesioned))
+    return info
+
+
+def _liebermeister_tables(design, n_lesioned):
+    # Liebermeister's quasi-exact test: Fisher's one-sided test on the 2x2 table with one
+    # added to the two cells of the tested diagonal. Both tails are tails of the same
+    # hypergeometric law (n + 2 subjects, n_pos + 1 "score 1", n1 + 1 "lesioned"):
+    # P(greater) = P(A > a) and P(less) = P(A <= a), where a = #(lesioned & score 1).
+    n, n_pos = design.n, design.extra["n_pos"]
+    uniq, inv = np.unique(n_lesioned.astype(np.int64), return_inverse=True)
+    sizes = uniq + 1
+    offsets_u = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    a = np.concatenate([np.arange(s) for s in sizes])
+    nn = np.repeat(uniq, sizes)
+    law = stats.hypergeom(n + 2, n_pos + 1, nn + 1)
+    log_greater = law.logsf(a)
+    log_less = law.logcdf(a)
+    z = np.where(log_greater < np.log(0.5), -special.ndtri_exp(log_greater), special.ndtri_exp(log_less))
+    return {
+        "lb_offset": offsets_u[inv.reshape(-1)],
+        "lb_z": z,
+        "lb_p_greater": np.exp(log_greater),
+        "lb_p_less": np.exp(log_less),
+    }
+
+
+def _permuted(vector, perms):
+    """(n_subjects, n_batch) matrix of ``vector`` permuted by each row of ``perms``."""
+    if perms is None:
+        return vector[:, None].copy()
+    return np.ascontiguousarray(vector[perms].T)
+
+
+def compute_stat(design, x, info, perms=None):
+    """Statistic of every pattern for a batch of permutations.
+
+    Parameters
+    ----------
+    design : Design
+    x : scipy.sparse.csr_matrix of shape (n_patterns, n_subjects)
+    info : dict
+        From :func:`column_info` for these rows.
+    perms : ndarray of shape (n_batch, n_subjects) or None
+        Permutations of the subjects (``None``: the observed data, a batch of 1).
+        Subject ``i`` receives the score of subject ``perms[b, i]``.
+
+    Returns
+    -------
+    stat : ndarray of shape (n_patterns, n_batch)
+        t (ttest, regression), Welch t, Brunner-Munzel statistic, or signed
+        Liebermeister z.
+    df : float, ndarray of shape (n_patterns, n_batch), or None
+        Degrees of freedom of the t reference law (None for Liebermeister).
+    """
+    method = design.method
+    if method in ("ttest", "regression"):
+        return _ols_t(design, x, info, perms), design.df
+    if method == "welch":
+        return _welch(design, x, info, perms)
+    if method == "brunner_munzel":
+        return _brunner_munzel(design, x, info, perms)
+    if method == "liebermeister":
+        y = _permuted(design.y, perms)
+        hits = np.rint(x @ y).astype(np.int64)
+        return info["lb_z"][info["lb_offset"][:, None] + hits], None
+    raise ValueError(f"unknown method {method!r}")
+
+
+def _ols_t(design, x, info, perms):
+    # Freedman-Lane: permuted residuals of the reduced model, residualised again on Z.
+    # For a binary (or scaled) lesion column x: x' R_Z y* = x' (R_Z y*), a sparse product.
+    e = _permuted(design.y, perms)
+    if design.basis is not None and perms is not None:
+        e -= design.basis @ (design.basis.T @ e)
+    ss = np.einsum("ij,ij->j", e, e)
+    s = np.asarray(x @ e)
+    d = info["d"][:, None]
+    resid = np.maximum(ss[None, :] - s * s / d, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = s / np.sqrt(d) / np.sqrt(resid / design.df)
+    return _fix_zero_variance(t, s, resid <= 1e-12 * ss[None, :])
+
+
+def _fix_zero_variance(t, numerator, zero_var):
+    # A perfect separation gives a zero residual variance: +-inf (0 if no difference).
+    if np.any(zero_var):
+        t = np.where(zero_var, np.sign(numerator) * np.inf, t)
+        t = np.where(zero_var & (numerator == 0), 0.0, t)
+    return t
+
+
+def _welch(design, x, info, perms):
+    y = _permuted(design.y, perms)
+    nb = y.shape[1]
+    prod = np.asarray(x @ np.concatenate([y, y * y], axis=1))
+    s1, q1 = prod[:, :nb], prod[:, nb:]
+    total, total_sq = design.extra["total"], design.extra["total_sq"]
+    n1, n0 = info["n1"][:, None], info["n0"][:, None]
+    m1 = s1 / n1
+    m0 = (total - s1) / n0
+    tol = 1e-12 * total_sq / design.n
+    v1 = (q1 - s1 * m1) / (n1 - 1)
+    v0 = ((total_sq - q1) - (total - s1) * m0) / (n0 - 1)
+    v1 = np.where(v1 <= tol, 0.0, v1)
+    v0 = np.where(v0 <= tol, 0.0, v0)
+    a1, a0 = v1 / n1, v0 / n0
+    se2 = a1 + a0
+    diff = m1 - m0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = diff / np.sqrt(se2)
+        df = se2 * se2 / (a1 * a1 / (n1 - 1) + a0 * a0 / (n0 - 1))
+    zero = se2 <= 0
+    t = _fix_zero_variance(t, diff, zero)
+    df = np.where(zero, 1.0, df)
+    return t, df
+
+
+def bm_counts(design, x, perms):
+    """Lesioned subjects per (pattern, permutation, tie group) via one bincount."""
+    ties = _permuted(design.y, perms)  # (n, nb) tie group of each subject's permuted score
+    k = design.extra["counts"].size
+    nb = ties.shape[1]
+    n_rows = x.shape[0]
+    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(x.indptr))
+    idx = (rows * nb)[:, None] + np.arange(nb, dtype=np.int64)[None, :]
+    idx *= k
+    idx += ties[x.indices]
+    g = np.bincount(idx.ravel(), minlength=n_rows * nb * k)
+    return g.reshape(n_rows, nb, k).astype(np.float64)
+
+
+def _brunner_munzel(design, x, info, perms):
+    # Placements. For a lesioned subject j, P_j = #(non-lesioned below) + #(tied)/2; for a
+    # non-lesioned k, Q_k = #(lesioned below) + #(tied)/2 (overall minus within-group
+    # mid-ranks). With g_t lesioned subjects in tie group t (of c_t subjects, below_t
+    # below it) and A_t = sum_{s<t} g_s + g_t/2 (prefix counts over the score order):
+    #   P = below_t + c_t/2 - A_t for the g_t lesioned, Q = A_t for the c_t - g_t others.
+    # Every term is a multiple of 1/4, so the sums are exact in float64.
+    g = bm_counts(design, x, perms)
+    n_rows, nb, k = g.shape
+    counts, mid = design.extra["counts"], design.extra["mid"]
+    a = (g.reshape(-1, k) @ design.extra["cummat"]).reshape(g.shape)
+    dev = mid - a
+    gdev = g * dev
+    sp = gdev.sum(axis=2)
+    sp2 = (gdev * dev).sum(axis=2)
+    sq2 = ((counts - g) * a * a).sum(axis=2)
+    n1, n0 = info["n1"][:, None], info["n0"][:, None]
+    n = design.n
+    sq = n1 * n0 - sp
+    diff = (sp / n1 + (n1 + 1) / 2) - (sq / n0 + (n0 + 1) / 2)
+    var1 = np.maximum(sp2 - sp * sp / n1, 0.0) / (n1 - 1)
+    var0 = np.maximum(sq2 - sq * sq / n0, 0.0) / (n0 - 1)
+    v = n1 * var1 + n0 * var0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = n1 * n0 * diff / (n * np.sqrt(v))
+        df = v * v / ((n1 * var1) ** 2 / (n1 - 1) + (n0 * var0) ** 2 / (n0 - 1))
+    zero = v <= 0
+    w = _fix_zero_variance(w, diff, zero)
+    df = np.where(zero, 1.0, df)
+    return w, df
+
+
+def _log_t_tail(t_abs, df):
+    # log P(T > |t|) for a Student t, accurate where stdtr underflows: with
+    # x = df / (df + t^2), P = I_x(df/2, 1/2) / 2 and I_x(a, b) ~ x^a / (a B(a, b)) (1 + a(1-b)x/(a+1)).
+    a = df / 2.0
+    x = df / (df + t_abs * t_abs)
+    return (
+        np.log(0.5)
+        + a * np.log(x)
+        - np.log(a)
+        - special.betaln(a, 0.5)
+        + np.log1p(a * 0.5 / (a + 1) * x)
+    )
+
+
+def t_to_z(t, df):
+    """Signed z with the same tail probability as ``t`` under Student t with ``df``.
+
+    ``Phi(-|z|) = P(T > |t|)``, so p-values of every alternative are unchanged.
+    Far tails (p < 1e-300) use an asymptotic log-tail expansion.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    df = np.broadcast_to(np.asarray(df, dtype=np.float64), t.shape)
+    tail = special.stdtr(df, -np.abs(t))
+    z = -special.ndtri(tail)
+    under = (tail == 0) & np.isfinite(t)
+    if np.any(under):
+        z[under] = -special.ndtri_exp(_log_t_tail(np.abs(t[under]), df[under]))
+    z = np.where(np.isinf(t), np.inf, z)
+    return np.copysign(z, t) * (t != 0)
+
+
+def t_pvalues(t, df, alternative):
+    """Parametric p-values of Student t statistics."""
+    t = np.asarray(t, dtype=np.float64)
+    if alternative == "two-sided":
+        return np.minimum(2.0 * special.stdtr(df, -np.abs(t)), 1.0)
+    if alternative == "greater":
+        return special.stdtr(df, -t)
+    return special.stdtr(df, t)
+
+
+def z_pvalues(z, alternative):
+    """p-values of standard normal z statistics."""
+    z = np.asarray(z, dtype=np.float64)
+    if alternative == "two-sided":
+        return np.minimum(2.0 * special.ndtr(-np.abs(z)), 1.0)
+    if alternative == "greater":
+        return special.ndtr(-z)
+    return special.ndtr(z)
+
+
+def liebermeister_pvalues(info, hits, alternative):
+    """Liebermeister p-values for observed counts ``hits`` (n_patterns,)."""
+    pos = info["lb_offset"] + hits
+    greater, less = info["lb_p_greater"][pos], info["lb_p_less"][pos]
+    if alternative == "greater":
+        return greater
+    if alternative == "less":
+        return less
+    return np.minimum(2.0 * np.minimum(greater, less), 1.0)
