@@ -66,7 +66,7 @@ def write_nifti(img, path, description, overwrite=False, **sidecar):
     return path
 
 
-def write_tsv(table, path, descriptions=None, index=True, overwrite=False):
+def write_tsv(table, path, descriptions=None, index=True, overwrite=False, **meta):
     """Write a DataFrame as a BIDS TSV (``n/a`` for missing) with a column sidecar.
 
     Parameters
@@ -79,6 +79,8 @@ def write_tsv(table, path, descriptions=None, index=True, overwrite=False):
         Column -> description, written into the JSON sidecar (``{"col": {"Description": ...}}``).
     index : bool
     overwrite : bool
+    **meta
+        Extra top-level keys of the sidecar (e.g. the analysis parameters).
     """
     table = pd.DataFrame(table)
     if index:
@@ -87,6 +89,7 @@ def write_tsv(table, path, descriptions=None, index=True, overwrite=False):
     atomic_write_text(path, text, overwrite=overwrite)
     descriptions = descriptions or {}
     sidecar = {col: {"Description": descriptions[col]} for col in table.columns if col in descriptions}
+    sidecar.update(meta)
     write_json(_sidecar(path), sidecar, overwrite=overwrite)
     return Path(path)
 

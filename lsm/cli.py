@@ -576,7 +576,7 @@ def _cmd_correlate(args):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ._derivatives import write_json, write_tsv
+    from ._derivatives import write_tsv
     from ._utils import atomic_output_dir
     from .clinical import territory_lsm, volume_score_correlation
 
@@ -587,13 +587,14 @@ def _cmd_correlate(args):
             cohort, args.score, method=args.method, covariates=args.covariates,
             log_volume=args.log_volume, n_boot=args.n_boot, random_state=args.random_state,
         )
-        write_tsv(corr.to_dataframe(), tmp / "volumescore_correlation.tsv", index=False)
-        write_json(tmp / "volumescore_correlation.json", {
-            "Description": "Correlation between lesion volume and a clinical score.",
-            "score": args.score, "method": args.method, "covariates": args.covariates,
-            "log_volume": args.log_volume, "n_boot": args.n_boot, "random_state": args.random_state,
-            "summary": str(corr.summary()),
-        })
+        write_tsv(
+            corr.to_dataframe(), tmp / "volumescore_correlation.tsv", index=False,
+            Description="Correlation between lesion volume and a clinical score.",
+            Parameters={"score": args.score, "method": args.method, "covariates": args.covariates,
+                        "log_volume": args.log_volume, "n_boot": args.n_boot,
+                        "random_state": args.random_state},
+            Summary=str(corr.summary()),
+        )
         ax = corr.plot()
         ax.figure.savefig(tmp / "volumescore_scatter.png", dpi=100, bbox_inches="tight")
         plt.close(ax.figure)

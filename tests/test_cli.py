@@ -1,0 +1,336 @@
+"""The ``lsm`` command line, run as a real subprocess on tiny synthetic cohorts.
+
+Each test writes a small synthetic cohort (4 mm grid) as a folder of ``sub-*_lesion.nii.gz``
+masks and a ``participants.tsv``, runs ``lsm ...`` (the console script, or
+``python -m lsm``) and checks the exit status, the messages and the files written against
+numbers computed here independently (brute-force sums over the masks, scipy.stats).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import lsm
+from lsm.simulate import make_synthetic_cohort
+
+SUBCOMMANDS = ["demo", "vlsm", "territory-load", "descriptors", "overlap", "correlate", "report"]
+
+
+# ----------------------------------------------------------------------------- helpers
+def _env(**extra):
+    env = dict(os.environ)
+    env["MPLBACKEND"] = "Agg"
+    env.pop("LSM_DATA", None)  # nothing here needs the real data: prove it
+    env["LSM_DATA"] = str(Path(__file__).parent / "no-such-data-dir")
+    env.update(extra)
+    return env
+
+
+def run_lsm(*args, cwd=None, env=None, exe=None):
+    """Run the command line in a subprocess; returns the CompletedProcess."""
+    cmd = [exe] if exe else [sys.executable, "-m", "lsm"]
+    return subprocess.run(
+        cmd + [str(a) for a in args], cwd=cwd, env=env or _env(), capture_output=True, text=True,
+        timeout=300,
+    )
+
+
+def console_script():
+    """The installed ``lsm`` executable: next to the interpreter, else on PATH."""
+    here = Path(sys.executable).parent
+    for name in ("lsm", "lsm.exe"):
+        if (here / name).is_file():
+            return str(here / name)
+    return shutil.which("lsm")
+
+
+def _error_line(proc):
+    """The stderr of a failed run must be exactly one line ``lsm: error: ...``."""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("lsm: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A synthetic study on disk: lesions/, participants.tsv and a 4-territory atlas."""
+    root = tmp_path_factory.mktemp("study")
+    cohort = make_synthetic_cohort(40, random_state=3)
+    (root / "lesions").mkdir()
+    masks = {}
+    for subject in cohort.subjects:
+        nib.save(cohort.lesion_img(subject), root / "lesions" / f"{subject}_lesion.nii.gz")
+        masks[subject] = cohort.lesion_mask(subject)
+    phenotype = cohort.phenotype.copy()
+    phenotype["nihss"] = phenotype["nihss"].astype(int)
+    phenotype["mrs"] = phenotype["mrs"].astype(int)
+    # one phenotype row without a mask: must be listed in dropped.tsv
+    extra = pd.DataFrame({"score": [1.0], "nihss": [2], "mrs": [1], "age": [50.0], "sex": ["F"]},
+                         index=pd.Index(["sub-999"], name="participant_id"))
+    pd.concat([phenotype, extra]).to_csv(root / "participants.tsv", sep="\t", na_rep="n/a")
+
+    # a tiny atlas on the same grid: 4 quadrants (front/back x left/right), 2 level-2 groups
+    affine, shape = cohort.affine, cohort.shape
+    ijk = np.indices(shape).reshape(3, -1).T
+    xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
+    labels = np.where(xyz[:, 0] < 0, 1, 2) + np.where(xyz[:, 1] < 0, 2, 0)
+    labels = labels.reshape(shape).astype(np.int16)
+    nib.save(nib.Nifti1Image(labels, affine), root / "quadrants.nii.gz")
+    pd.DataFrame({
+        "index": [1, 2, 3, 4], "abbrev": ["FL", "FR", "BL", "BR"],
+        "level2_index": [1, 2, 1, 2], "level2_abbrev": ["L", "R", "L", "R"],
+        "hemisphere": ["left", "right", "left", "right"],
+    }).to_csv(root / "quadrants.tsv", sep="\t", index=False)
+    return {"root": root, "cohort": cohort, "masks": masks, "labels": labels,
+            "phenotype": phenotype}
+
+
+# --------------------------------------------------------------------------- the basics
+def test_console_script_version():
+    exe = console_script()
+    if exe is None:
+        pytest.skip("the 'lsm' console script is not installed (pip install . creates it)")
+    proc = run_lsm("--version", exe=exe)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"lsm {lsm.__version__}"
+
+
+def test_top_level_help_lists_every_subcommand():
+    proc = run_lsm("--help")
+    assert proc.returncode == 0
+    for name in SUBCOMMANDS:
+        assert f"\n    {name}" in proc.stdout, name
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_subcommand_help(name):
+    proc = run_lsm(name, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: lsm {name}")
+    assert "--output" in proc.stdout and "--quiet" in proc.stdout and "--debug" in proc.stdout
+    if name not in ("demo", "report"):
+        for option in ("--lesions", "--phenotype", "--id-column", "--target-img", "--voxel-size"):
+            assert option in proc.stdout, option
+
+
+def test_no_subcommand_is_a_usage_error():
+    proc = run_lsm()
+    assert proc.returncode == 2
+    assert "usage: lsm" in proc.stderr
+
+
+def test_missing_required_option_is_a_usage_error():
+    proc = run_lsm("vlsm", "--lesions", "x")
+    assert proc.returncode == 2
+    assert "--phenotype" in proc.stderr and "--output" in proc.stderr
+
+
+# --------------------------------------------------------------------------- user errors
+def test_missing_lesion_folder_one_line_error(tmp_path):
+    proc = run_lsm("overlap", "--lesions", tmp_path / "nowhere", "--output", tmp_path / "out")
+    assert proc.returncode == 1
+    line = _error_line(proc)
+    assert "nowhere" in line and "does not exist" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = run_lsm("--debug", "overlap", "--lesions", tmp_path / "nowhere", "--output", tmp_path / "out")
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "nowhere" in proc.stderr
+
+
+def test_missing_id_column_names_the_column(study, tmp_path):
+    root = study["root"]
+    proc = run_lsm("overlap", "-l", root / "lesions", "-p", root / "participants.tsv",
+                   "--id-column", "patient", "-o", tmp_path / "out")
+    assert proc.returncode == 1
+    line = _error_line(proc)
+    assert "'patient'" in line and "participant_id" in line
+
+
+def test_bad_voxel_size_names_the_option(study, tmp_path):
+    proc = run_lsm("overlap", "-l", study["root"] / "lesions", "--voxel-size", "-2", "-o", tmp_path / "o")
+    assert proc.returncode == 1
+    assert "--voxel-size" in _error_line(proc)
+
+
+def test_out_of_range_phenotype_value_names_subject_and_column(study, tmp_path):
+    table = study["phenotype"].copy()
+    table.loc["sub-005", "nihss"] = 99
+    bad = tmp_path / "bad.tsv"
+    table.to_csv(bad, sep="\t")
+    proc = run_lsm("overlap", "-l", study["root"] / "lesions", "-p", bad, "-o", tmp_path / "o")
+    assert proc.returncode == 1
+    line = _error_line(proc)
+    assert "sub-005" in line and "nihss" in line and "99" in line
+
+
+def test_output_is_not_overwritten_without_flag(study, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    proc = run_lsm("overlap", "-l", study["root"] / "lesions", "-o", out)
+    assert proc.returncode == 1
+    assert "--overwrite" in _error_line(proc)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    proc = run_lsm("overlap", "-l", study["root"] / "lesions", "-o", out, "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / "keep.txt").exists() and (out / "desc-count_overlap.nii.gz").is_file()
+
+
+# ------------------------------------------------------------------------------ outputs
+def test_overlap_maps_match_brute_force(study, tmp_path):
+    out = tmp_path / "overlap"
+    # options before and after the subcommand; a glob pattern as lesions; no terminal: no bars
+    proc = run_lsm("--quiet", "overlap", "-l", str(study["root"] / "lesions" / "sub-*_lesion.nii.gz"),
+                   "-p", study["root"] / "participants.tsv", "--by", "sex", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""  # --quiet
+    assert "it/s" not in proc.stderr and "%|" not in proc.stderr
+    masks = study["masks"]
+    expected = np.sum([m.astype(int) for m in masks.values()], axis=0)
+    count = nib.load(out / "desc-count_overlap.nii.gz")
+    np.testing.assert_array_equal(np.asarray(count.dataobj), expected)
+    np.testing.assert_allclose(count.affine, study["cohort"].affine)
+    fraction = np.asarray(nib.load(out / "desc-fraction_overlap.nii.gz").dataobj)
+    np.testing.assert_allclose(fraction, expected / len(masks), rtol=1e-6)
+    sexes = study["phenotype"]["sex"]
+    for sex in ("F", "M"):
+        group = [masks[s] for s in sexes.index[sexes == sex]]
+        got = np.asarray(nib.load(out / f"sex-{sex}_desc-fraction_overlap.nii.gz").dataobj)
+        np.testing.assert_allclose(got, np.mean(group, axis=0), rtol=1e-6)
+        sidecar = json.loads((out / f"sex-{sex}_desc-fraction_overlap.json").read_text())
+        assert sidecar["value"] == sex and sidecar["Description"]
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "lsm"
+    dropped = pd.read_csv(out / "dropped.tsv", sep="\t")
+    assert dropped["subject"].tolist() == ["sub-999"]
+    assert "without a lesion mask" in dropped["reason"].iloc[0]
+
+
+def test_territory_load_matches_brute_force(study, tmp_path):
+    out = tmp_path / "loads"
+    root = study["root"]
+    proc = run_lsm("territory-load", "-l", root / "lesions", "--atlas", root / "quadrants.nii.gz",
+                   "--level", "1", "2", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    labels = study["labels"]
+    level1 = pd.read_csv(out / "level-1_measure-territoryfraction_territoryload.tsv", sep="\t",
+                         index_col="participant_id")
+    level2 = pd.read_csv(out / "level-2_measure-territoryfraction_territoryload.tsv", sep="\t",
+                         index_col="participant_id")
+    assert len(level1) == len(study["masks"])  # no phenotype: every mask is a subject
+    for subject, mask in study["masks"].items():
+        for value, name in zip((1, 2, 3, 4), ("FL", "FR", "BL", "BR")):
+            expected = (mask & (labels == value)).sum() / (labels == value).sum()
+            assert level1.loc[subject, name] == pytest.approx(expected)
+        for values, name in (((1, 3), "L"), ((2, 4), "R")):
+            region = np.isin(labels, values)
+            assert level2.loc[subject, name] == pytest.approx((mask & region).sum() / region.sum())
+    summary = pd.read_csv(out / "level-2_territorysummary.tsv", sep="\t", index_col=0)
+    involved_left = sum(bool((m & np.isin(labels, (1, 3))).any()) for m in study["masks"].values())
+    assert summary.loc["L", "n_involved"] == involved_left
+    sidecar = json.loads((out / "level-1_measure-territoryfraction_territoryload.json").read_text())
+    assert "FL" in sidecar and sidecar["FL"]["Description"]
+
+
+def test_descriptors_match_brute_force(study, tmp_path):
+    out = tmp_path / "desc"
+    root = study["root"]
+    proc = run_lsm("descriptors", "-l", root / "lesions", "-p", root / "participants.tsv",
+                   "--atlas", root / "quadrants.nii.gz", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "lesion_descriptors.tsv", sep="\t", index_col="participant_id")
+    cohort = study["cohort"]
+    voxel_ml = abs(np.linalg.det(cohort.affine[:3, :3])) / 1000
+    for subject, mask in study["masks"].items():
+        assert table.loc[subject, "n_voxels"] == mask.sum()
+        assert table.loc[subject, "volume_ml"] == pytest.approx(mask.sum() * voxel_ml)
+        ijk = np.argwhere(mask)
+        centroid = (ijk @ cohort.affine[:3, :3].T + cohort.affine[:3, 3]).mean(axis=0)
+        np.testing.assert_allclose(table.loc[subject, ["centroid_x", "centroid_y", "centroid_z"]],
+                                   centroid, atol=1e-6)
+
+
+def test_correlate_matches_scipy(study, tmp_path):
+    out = tmp_path / "corr"
+    root = study["root"]
+    proc = run_lsm("correlate", "-l", root / "lesions", "-p", root / "participants.tsv",
+                   "--score", "score", "--n-boot", "0", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "volumescore_correlation.tsv", sep="\t")
+    volumes = [m.sum() for m in study["masks"].values()]
+    scores = study["phenotype"].loc[list(study["masks"]), "score"]
+    rho, p = stats.spearmanr(volumes, scores)
+    assert table["r"].iloc[0] == pytest.approx(rho, abs=1e-10)
+    assert table["p"].iloc[0] == pytest.approx(p, rel=1e-6)
+    assert (out / "volumescore_scatter.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------------- vlsm
+def test_vlsm_outputs_match_the_library(study, tmp_path):
+    vlsm_module = pytest.importorskip("lsm.vlsm", reason="lsm.vlsm has not landed yet")
+    out = tmp_path / "vlsm"
+    root = study["root"]
+    proc = run_lsm("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "score",
+                   "--n-permutations", "100", "--random-state", "7", "--atlas", root / "quadrants.nii.gz",
+                   "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "VLSM Results" in proc.stdout
+    saved = lsm.VLSMResult.load(out)
+    direct = vlsm_module.vlsm(study["cohort"], "score", n_permutations=100, random_state=7)
+    for name in ("z", "p", "p_corrected", "significant", "n_lesioned"):
+        np.testing.assert_allclose(np.asarray(getattr(saved, name).dataobj),
+                                   np.asarray(getattr(direct, name).dataobj), err_msg=name)
+    # one voxel against scipy's Student t-test, independently of lsm
+    masks = study["masks"]
+    scores = study["phenotype"].loc[list(masks), "score"].to_numpy()
+    n_les = np.asarray(saved.n_lesioned.dataobj)
+    voxel = np.unravel_index(np.argmax(np.abs(np.asarray(saved.z.dataobj))), n_les.shape)
+    hit = np.array([m[voxel] for m in masks.values()])
+    t, _ = stats.ttest_ind(scores[hit], scores[~hit])
+    assert np.asarray(saved.stat.dataobj)[voxel] == pytest.approx(t, rel=1e-6)
+    for name in ("report.html", "dataset_description.json", "dropped.tsv", "vlsm_clusters.tsv"):
+        assert (out / name).is_file(), name
+    assert pd.read_csv(out / "dropped.tsv", sep="\t")["subject"].tolist() == ["sub-999"]
+
+    # report: a new HTML file from the saved folder, refused a second time without --overwrite
+    html = tmp_path / "again.html"
+    proc = run_lsm("report", out, "-o", html, "--atlas", root / "quadrants.nii.gz")
+    assert proc.returncode == 0, proc.stderr
+    text = html.read_text()
+    assert text.lstrip().lower().startswith("<!doctype html") and "</html>" in text
+    proc = run_lsm("report", out, "-o", html)
+    assert proc.returncode == 1 and "--overwrite" in _error_line(proc)
+
+
+def test_vlsm_bad_method_names_the_parameter(study, tmp_path):
+    pytest.importorskip("lsm.vlsm", reason="lsm.vlsm has not landed yet")
+    root = study["root"]
+    proc = run_lsm("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "score",
+                   "--method", "magic", "-o", tmp_path / "out")
+    assert proc.returncode == 1
+    line = _error_line(proc)
+    assert "'method'" in line and "magic" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_vlsm_unknown_score_column(study, tmp_path):
+    pytest.importorskip("lsm.vlsm", reason="lsm.vlsm has not landed yet")
+    root = study["root"]
+    proc = run_lsm("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "gait",
+                   "-o", tmp_path / "out")
+    assert proc.returncode == 1
+    assert "gait" in _error_line(proc)
