@@ -8,7 +8,13 @@ images around it.
 from ._correction import CORRECTIONS
 from ._parallel import parallel_map
 from ._patterns import unique_patterns
-from ._permutation import ALTERNATIVES, VoxelwiseResult, resolve_min_lesioned, voxelwise_test
+from ._permutation import (
+    ALTERNATIVES,
+    VoxelwiseResult,
+    draw_permutations,
+    resolve_min_lesioned,
+    voxelwise_test,
+)
 from ._statistics import METHODS, t_to_z
 
 __all__ = [
@@ -16,6 +22,7 @@ __all__ = [
     "CORRECTIONS",
     "METHODS",
     "VoxelwiseResult",
+    "draw_permutations",
     "parallel_map",
     "resolve_min_lesioned",
     "t_to_z",

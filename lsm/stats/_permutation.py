@@ -42,7 +42,13 @@ from ._correction import (
 from ._parallel import effective_n_jobs, parallel_map
 from ._patterns import unique_patterns
 
-__all__ = ["voxelwise_test", "VoxelwiseResult", "resolve_min_lesioned", "ALTERNATIVES"]
+__all__ = [
+    "voxelwise_test",
+    "VoxelwiseResult",
+    "resolve_min_lesioned",
+    "draw_permutations",
+    "ALTERNATIVES",
+]
 
 logger = logging.getLogger("lsm")
 
@@ -122,6 +128,19 @@ def resolve_min_lesioned(min_lesioned, n_subjects):
             "(a group of size < 2 has no variance). Use min_lesioned >= 2."
         )
     return count
+
+
+def draw_permutations(n_permutations, n_subjects, random_state=None):
+    """All permutations of a run, drawn at once from one generator.
+
+    Returns
+    -------
+    perms : ndarray of shape (n_permutations, n_subjects), int32
+        In permutation ``b``, subject ``i`` receives the score of subject ``perms[b, i]``.
+    """
+    rng = check_random_state(random_state)
+    base = np.broadcast_to(np.arange(n_subjects, dtype=np.int32), (n_permutations, n_subjects))
+    return rng.permuted(base, axis=1)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -465,10 +484,8 @@ def voxelwise_test(
         p = st.t_pvalues(stat, df, alternative)
 
     # Permutations: all drawn here, from one generator; subject i gets score perms[b, i].
-    rng = check_random_state(random_state)
     if n_perm:
-        base = np.broadcast_to(np.arange(n, dtype=np.int32 if n < 2**31 else np.int64), (n_perm, n))
-        perms = rng.permuted(base, axis=1)
+        perms = draw_permutations(n_perm, n, random_state)
     extra_maps, threshold, null = {}, None, None
     p_vox = p[inverse]
     if correction in ("fwe", "cfwer"):

@@ -251,7 +251,8 @@ def _ols_t(design, x, info, perms):
 def _fix_zero_variance(t, numerator, zero_var):
     # A perfect separation gives a zero residual variance: +-inf (0 if no difference).
     if np.any(zero_var):
-        t = np.where(zero_var, np.sign(numerator) * np.inf, t)
+        with np.errstate(invalid="ignore"):
+            t = np.where(zero_var, np.sign(numerator) * np.inf, t)
         t = np.where(zero_var & (numerator == 0), 0.0, t)
     return t
 
