@@ -1,0 +1,586 @@
+"""Tests of lsm.clinical against scipy.stats, statsmodels and brute-force loops."""
+
+import warnings
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+from lsm import clinical
+from lsm._utils import check_random_state
+from lsm.clinical import outcome_model, territory_lsm, volume_score_correlation
+from lsm.exceptions import AnalysisError, DroppedSubjectsWarning, PhenotypeError
+from lsm.stats._permutation import draw_permutations
+
+matplotlib.use("Agg")
+
+TERR = ["ACAL", "MCAL", "PCAL", "VBL", "MCAR"]
+
+
+def _make_frame(n=60, seed=0, effect="MCAL"):
+    """Synthetic subjects: volume drives NIHSS; territory `effect` adds to it; mRS 0-6."""
+    rng = np.random.default_rng(seed)
+    vol = np.exp(rng.normal(2.5, 1.2, n))
+    age = rng.uniform(40, 90, n)
+    loads = rng.uniform(0, 1, (n, len(TERR))) * (rng.random((n, len(TERR))) < 0.5)
+    extra = 6 * loads[:, TERR.index(effect)] if effect else 0.0
+    nihss = np.clip(np.round(2 * np.log(vol) + 0.05 * (age - 65) + extra + rng.normal(0, 2, n)),
+                    0, 42)
+    latent = 0.4 * nihss + 0.03 * (age - 65) + rng.logistic(size=n)
+    mrs = np.digitize(latent, np.quantile(latent, np.linspace(0, 1, 8)[1:-1]))
+    frame = pd.DataFrame(
+        {
+            "lesion_volume": vol,
+            "nihss": nihss,
+            "age": age,
+            "sex": rng.choice(["F", "M"], n),
+            "mrs": mrs,
+            **{t: loads[:, i] for i, t in enumerate(TERR)},
+        },
+        index=pd.Index([f"sub-{i:03d}" for i in range(n)], name="participant_id"),
+    )
+    return frame
+
+
+@pytest.fixture
+def frame():
+    return _make_frame()
+
+
+def _quiet(func, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DroppedSubjectsWarning)
+        return func(*args, **kwargs)
+
+
+# ------------------------------------------------------------------ correlations
+
+
+@pytest.mark.parametrize(
+    "method, ref",
+    [("spearman", stats.spearmanr), ("pearson", stats.pearsonr), ("kendall", stats.kendalltau)],
+)
+@pytest.mark.parametrize("log_volume", [False, True])
+def test_correlation_equals_scipy(frame, method, ref, log_volume):
+    res = volume_score_correlation(frame, "nihss", method=method, log_volume=log_volume,
+                                   n_boot=0)
+    x = frame["lesion_volume"].to_numpy()
+    x = np.log10(x) if log_volume else x
+    expected = ref(x, frame["nihss"].to_numpy())
+    assert res.r == pytest.approx(expected.statistic, rel=1e-10, abs=1e-12)
+    assert res.p == pytest.approx(expected.pvalue, rel=1e-8)
+    assert res.n == len(frame)
+    assert np.isnan(res.ci[0]) and np.isnan(res.ci[1])
+
+
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_partial_correlation_is_residual_on_residual(frame, method):
+    covs = ["age", "MCAL"]
+    res = volume_score_correlation(frame, "nihss", method=method, covariates=covs, n_boot=0)
+    data = frame[["lesion_volume", "nihss"] + covs].to_numpy(float)
+    if method == "spearman":
+        data = np.column_stack([stats.rankdata(c) for c in data.T])
+    x, y, Z = data[:, 0], data[:, 1], sm.add_constant(data[:, 2:])
+    rx = sm.OLS(x, Z).fit().resid
+    ry = sm.OLS(y, Z).fit().resid
+    assert res.r == pytest.approx(np.corrcoef(rx, ry)[0, 1], rel=1e-10)
+    # the partial-correlation t test is the t test of x in y ~ x + Z
+    full = sm.OLS(y, np.column_stack([Z, x])).fit()
+    assert res.p == pytest.approx(full.pvalues[-1], rel=1e-8)
+    assert res.partial and res.covariates == covs
+
+
+@pytest.mark.parametrize("method", ["spearman", "pearson", "kendall"])
+def test_bootstrap_ci_equals_scipy_bootstrap(frame, method):
+    sub = frame.iloc[:40]
+    res = volume_score_correlation(sub, "nihss", method=method, n_boot=300, random_state=3)
+    ref_fun = {"spearman": stats.spearmanr, "pearson": stats.pearsonr,
+               "kendall": stats.kendalltau}[method]
+    boot = stats.bootstrap(
+        (sub["lesion_volume"].to_numpy(), sub["nihss"].to_numpy()),
+        lambda a, b: ref_fun(a, b).statistic,
+        n_resamples=300, paired=True, vectorized=False, method="BCa",
+        rng=np.random.default_rng(3),
+    )
+    assert res.ci[0] == pytest.approx(boot.confidence_interval.low, rel=1e-8)
+    assert res.ci[1] == pytest.approx(boot.confidence_interval.high, rel=1e-8)
+    assert res.ci[0] < res.r < res.ci[1]
+
+
+def test_partial_bootstrap_equals_scipy_bootstrap(frame):
+    sub = frame.iloc[:40]
+    res = volume_score_correlation(sub, "nihss", method="pearson", covariates="age",
+                                   n_boot=200, random_state=5)
+
+    def partial(a, b, c):
+        Z = sm.add_constant(c)
+        return np.corrcoef(sm.OLS(a, Z).fit().resid, sm.OLS(b, Z).fit().resid)[0, 1]
+
+    boot = stats.bootstrap(
+        (sub["lesion_volume"].to_numpy(), sub["nihss"].to_numpy(), sub["age"].to_numpy()),
+        partial, n_resamples=200, paired=True, vectorized=False, method="BCa",
+        rng=np.random.default_rng(5),
+    )
+    assert res.ci == pytest.approx(
+        (boot.confidence_interval.low, boot.confidence_interval.high), rel=1e-7
+    )
+
+
+def test_bootstrap_is_reproducible(frame):
+    a = volume_score_correlation(frame, "nihss", n_boot=200, random_state=11)
+    b = volume_score_correlation(frame, "nihss", n_boot=200, random_state=11)
+    c = volume_score_correlation(frame, "nihss", n_boot=200, random_state=12)
+    assert a.ci == b.ci
+    assert a.ci != c.ci
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_bca_coverage_near_nominal(method):
+    """Bivariate normal with rho = 0.5: the 90% BCa interval covers the truth ~90%."""
+    rho, n, reps = 0.5, 50, 300
+    truth = rho if method == "pearson" else 6 / np.pi * np.arcsin(rho / 2)
+    rng = np.random.default_rng(2024)
+    cov = [[1, rho], [rho, 1]]
+    hits = 0
+    for _ in range(reps):
+        xy = rng.multivariate_normal([0, 0], cov, size=n)
+        df = pd.DataFrame({"lesion_volume": xy[:, 0], "s": xy[:, 1]})
+        res = volume_score_correlation(df, "s", method=method, n_boot=999, ci=0.90,
+                                       random_state=rng)
+        hits += res.ci[0] <= truth <= res.ci[1]
+    coverage = hits / reps
+    se = np.sqrt(0.9 * 0.1 / reps)
+    assert abs(coverage - 0.90) < 3.5 * se, coverage
+
+
+def test_correlation_exclusions_listed(frame):
+    frame = frame.copy()
+    frame.loc["sub-001", "nihss"] = np.nan
+    frame.loc["sub-002", "age"] = np.nan
+    frame.loc["sub-003", "lesion_volume"] = np.nan
+    with pytest.warns(DroppedSubjectsWarning, match="3 subject"):
+        res = volume_score_correlation(frame, "nihss", covariates="age", n_boot=0)
+    assert res.n == len(frame) - 3
+    reasons = dict(zip(res.excluded["subject"], res.excluded["reason"]))
+    assert reasons == {
+        "sub-001": "missing score 'nihss'",
+        "sub-002": "missing covariate 'age'",
+        "sub-003": "missing lesion volume 'lesion_volume'",
+    }
+    assert "sub-001" not in res.data.index
+
+
+def test_correlation_errors(frame):
+    f = frame.copy()
+    f["binary"] = (f["nihss"] > 5).astype(float)
+    with pytest.raises(AnalysisError, match=r"'binary' has only 2 distinct value"):
+        volume_score_correlation(f, "binary", n_boot=0)
+    f["vol2"] = 2 * f["lesion_volume"] + 1
+    with pytest.raises(AnalysisError, match=r"collinear.*'vol2'.*'lesion_volume'"):
+        volume_score_correlation(f, "nihss", covariates="vol2", n_boot=0)
+    with pytest.raises(ValueError, match="kendall"):
+        volume_score_correlation(f, "nihss", method="kendall", covariates="age")
+    with pytest.raises(ValueError, match="'method' parameter"):
+        volume_score_correlation(f, "nihss", method="spearmann")
+    with pytest.raises(AnalysisError, match="'missing_col'"):
+        volume_score_correlation(f, "missing_col")
+    f["age_text"] = f["age"].astype(str).astype(object)
+    f.loc["sub-004", "age_text"] = "89+"
+    with pytest.raises(PhenotypeError, match=r"'age_text'.*sub-004.*'89\+'"):
+        volume_score_correlation(f, "nihss", covariates="age_text")
+    f.loc["sub-005", "lesion_volume"] = 0.0
+    with pytest.raises(AnalysisError, match="sub-005"):
+        volume_score_correlation(f, "nihss", log_volume=True)
+
+
+def test_correlation_result_api(frame):
+    res = volume_score_correlation(frame, "nihss", n_boot=100, random_state=0, log_volume=True)
+    df = res.to_dataframe()
+    assert df.loc[0, "r"] == res.r and df.loc[0, "ci_low"] == res.ci[0]
+    assert "Spearman" in res.summary() and str(res.n) in res.summary()
+    assert "<pre>" in res._repr_html_()
+    ax = res.plot()
+    assert ax.get_xscale() == "log"
+    assert len(ax.collections) == 2  # scatter + CI band
+    ax2 = res.plot(log_volume=False, ci=False)
+    assert ax2.get_xscale() == "linear" and len(ax2.collections) == 1
+    matplotlib.pyplot.close("all")
+
+
+# ------------------------------------------------------------------ outcome models
+
+
+def test_ols_equals_statsmodels(frame):
+    res = outcome_model(frame, "nihss", ["lesion_volume", "age", "sex"], family="ols")
+    X = sm.add_constant(
+        np.column_stack([frame["lesion_volume"], frame["age"], frame["sex"] == "M"]).astype(float)
+    )
+    ref = sm.OLS(frame["nihss"].to_numpy(float), X).fit()
+    assert res.predictors == ["lesion_volume", "age", "sex[M]"]
+    np.testing.assert_allclose(res.table["coef"], ref.params[1:], rtol=1e-10)
+    np.testing.assert_allclose(res.table["se"], ref.bse[1:], rtol=1e-10)
+    np.testing.assert_allclose(res.table["p"], ref.pvalues[1:], rtol=1e-8)
+    np.testing.assert_allclose(res.results.params.to_numpy(), ref.params, rtol=1e-10)
+    np.testing.assert_allclose(res.table[["ci_low", "ci_high"]], ref.conf_int()[1:], rtol=1e-10)
+    with pytest.raises(AttributeError):
+        res.odds_ratios
+
+
+def test_ordinal_equals_orderedmodel(frame):
+    res = outcome_model(frame, "mrs", ["nihss", "age", "lesion_volume"], family="ordinal",
+                        log_volume=True)
+    X = pd.DataFrame(
+        {"nihss": frame["nihss"], "age": frame["age"],
+         "logv": np.log10(frame["lesion_volume"])}
+    )
+    y = pd.Series(pd.Categorical(frame["mrs"], categories=range(7), ordered=True))
+    ref = OrderedModel(y.to_numpy(), X.to_numpy(), distr="logit").fit(
+        method="bfgs", maxiter=2000, disp=False
+    )
+    assert res.levels == list(range(7))
+    assert res.predictors == ["nihss", "age", "log10_lesion_volume"]
+    np.testing.assert_allclose(res.table["coef"], ref.params[:3], rtol=1e-6)
+    np.testing.assert_allclose(res.table["se"], ref.bse[:3], rtol=1e-4)
+    ors = res.odds_ratios
+    np.testing.assert_allclose(ors["odds_ratio"], np.exp(ref.params[:3]), rtol=1e-6)
+    np.testing.assert_allclose(ors[["or_ci_low", "or_ci_high"]], np.exp(ref.conf_int()[:3]),
+                               rtol=1e-4)
+    assert res.table.loc["nihss", "odds_ratio"] > 1  # higher NIHSS, worse mRS
+
+
+def test_logistic_dichotomy_equals_logit(frame):
+    res = outcome_model(frame, "mrs", ["nihss", "age"], family="logistic", cutoff=2)
+    y = (frame["mrs"] >= 3).astype(float)  # mRS 0-2 vs 3-6
+    ref = sm.Logit(y.to_numpy(), sm.add_constant(frame[["nihss", "age"]].to_numpy())).fit(disp=0)
+    np.testing.assert_allclose(res.table["coef"], ref.params[1:], rtol=1e-6)
+    np.testing.assert_allclose(res.table["p"], ref.pvalues[1:], rtol=1e-5)
+    np.testing.assert_allclose(res.odds_ratios["or_ci_low"], np.exp(ref.conf_int()[1:, 0]),
+                               rtol=1e-6)
+    assert res.cutoff == 2 and "mrs > 2" in res.summary()
+    # an outcome already coded 0/1 needs no cutoff
+    f = frame.assign(poor=y)
+    res2 = outcome_model(f, "poor", ["nihss", "age"], family="logistic")
+    np.testing.assert_allclose(res2.table["coef"], res.table["coef"], rtol=1e-8)
+
+
+def test_outcome_model_errors(frame):
+    f = frame.copy()
+    f.loc[f["mrs"] == 3, "mrs"] = 4
+    with pytest.raises(AnalysisError, match=r"'mrs' has no subject at level\(s\) \[3\]"):
+        outcome_model(f, "mrs", ["nihss"], family="ordinal")
+    # declared levels with an empty one
+    with pytest.raises(AnalysisError, match=r"level\(s\) \[7\]"):
+        outcome_model(frame, "mrs", ["nihss"], family="ordinal", levels=list(range(8)))
+    f2 = frame.assign(nihss2=frame["nihss"] * 3 - 1)
+    with pytest.raises(AnalysisError, match=r"collinear predictors: 'nihss2'.*'nihss'"):
+        outcome_model(f2, "mrs", ["nihss", "age", "nihss2"], family="ordinal")
+    f3 = frame.assign(tot=frame["MCAL"] + frame["ACAL"])
+    with pytest.raises(AnalysisError, match=r"'tot' is a linear combination of 'ACAL', 'MCAL'"):
+        outcome_model(f3, "nihss", ["ACAL", "MCAL", "tot"])
+    with pytest.raises(AnalysisError, match="cutoff=2"):
+        outcome_model(frame, "mrs", ["nihss"], family="logistic")
+    with pytest.raises(AnalysisError, match="constant"):
+        outcome_model(frame.assign(k=1.0), "nihss", ["age", "k"])
+    with pytest.raises(ValueError, match="'family' parameter"):
+        outcome_model(frame, "nihss", ["age"], family="poisson")
+
+
+def test_outcome_model_exclusions_and_plot(frame):
+    f = frame.copy()
+    f.loc["sub-010", "mrs"] = np.nan
+    f.loc["sub-011", "age"] = np.nan
+    with pytest.warns(DroppedSubjectsWarning):
+        res = outcome_model(f, "mrs", ["nihss", "age"], family="ordinal")
+    assert res.n == len(f) - 2
+    assert list(res.excluded["reason"]) == ["missing outcome 'mrs'", "missing predictor 'age'"]
+    assert res.to_dataframe().shape[0] == 2
+    ax = res.plot()
+    assert ax.get_xscale() == "log"
+    assert "<table" in res._repr_html_()
+    matplotlib.pyplot.close("all")
+
+
+# ------------------------------------------------------------------ territory LSM
+
+
+def _brute_force(y, X, Z, perms, alternative="two-sided"):
+    """FL max-|t| permutation test, one statsmodels OLS fit per permutation and column."""
+    n, p = X.shape
+    Zc = sm.add_constant(Z, has_constant="add") if Z.shape[1] else np.ones((n, 1))
+    reduced = sm.OLS(y, Zc).fit()
+
+    def tvals(yy):
+        out = []
+        for j in range(p):
+            out.append(sm.OLS(yy, np.column_stack([Zc, X[:, j]])).fit().tvalues[-1])
+        t = np.array(out)
+        return {"two-sided": np.abs(t), "greater": t, "less": -t}[alternative]
+
+    obs = tvals(y)
+    null = np.array([tvals(reduced.fittedvalues + reduced.resid[pi]) for pi in perms])
+    B = len(perms)
+    p_unc = (1 + (null >= obs - 1e-9).sum(0)) / (1 + B)
+    p_fwe = (1 + (null.max(1)[:, None] >= obs - 1e-9).sum(0)) / (1 + B)
+    return obs, p_unc, p_fwe
+
+
+def _data(n=30, seed=1):
+    f = _make_frame(n=n, seed=seed)
+    return f["nihss"].to_numpy(float), f[TERR].to_numpy(float), f
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+@pytest.mark.parametrize("covariates", [False, True])
+def test_regression_fwe_equals_brute_force(covariates, alternative):
+    y, X, f = _data()
+    Z = f[["age", "lesion_volume"]].to_numpy(float) if covariates else np.empty((len(y), 0))
+    B = 60
+    perms = draw_permutations(B, len(y), check_random_state(0))
+    res = clinical._territory_lsm_arrays(
+        y, X, Z, method="regression", n_permutations=B, rng=None, alternative=alternative,
+        n_jobs=1, permutations=perms,
+    )
+    t, p_unc, p_fwe = _brute_force(y, X, Z, perms, alternative)
+    signed_t = {"two-sided": np.abs(res["t"]), "greater": res["t"], "less": -res["t"]}
+    np.testing.assert_allclose(signed_t[alternative], t, rtol=1e-8)
+    np.testing.assert_array_equal(res["p_uncorrected"], p_unc)
+    np.testing.assert_array_equal(res["p_fwe"], p_fwe)
+    # parametric p-value of the unpermuted test is statsmodels' t test
+    Zc = sm.add_constant(Z, has_constant="add") if covariates else np.ones((len(y), 1))
+    if alternative == "two-sided":
+        p_sm = [sm.OLS(y, np.column_stack([Zc, X[:, j]])).fit().pvalues[-1] for j in range(5)]
+        np.testing.assert_allclose(res["p_parametric"], p_sm, rtol=1e-8)
+
+
+def test_spearman_fwe_equals_brute_force_on_ranks():
+    y, X, f = _data()
+    B = 60
+    perms = draw_permutations(B, len(y), check_random_state(1))
+    res = clinical._territory_lsm_arrays(
+        y, X, np.empty((len(y), 0)), method="spearman", n_permutations=B, rng=None,
+        alternative="two-sided", n_jobs=1, permutations=perms,
+    )
+    rho = np.array([stats.spearmanr(X[:, j], y).statistic for j in range(X.shape[1])])
+    np.testing.assert_allclose(res["r"], rho, rtol=1e-10)
+    null = np.array(
+        [[abs(stats.spearmanr(X[:, j], y[pi]).statistic) for j in range(X.shape[1])]
+         for pi in perms]
+    )
+    p_fwe = (1 + (null.max(1)[:, None] >= np.abs(rho) - 1e-9).sum(0)) / (1 + B)
+    np.testing.assert_array_equal(res["p_fwe"], p_fwe)
+    # with covariates: Freedman-Lane on ranks of every variable
+    Z = f[["age", "lesion_volume"]].to_numpy(float)
+    res = clinical._territory_lsm_arrays(
+        y, X, Z, method="spearman", n_permutations=B, rng=None, alternative="two-sided",
+        n_jobs=1, permutations=perms,
+    )
+    rk = lambda a: stats.rankdata(a, axis=0)  # noqa: E731
+    _, p_unc, p_fwe = _brute_force(rk(y), rk(X), rk(Z), perms)
+    np.testing.assert_array_equal(res["p_uncorrected"], p_unc)
+    np.testing.assert_array_equal(res["p_fwe"], p_fwe)
+
+
+def _psr_reference(codes, Z):
+    """Probability-scale residuals from statsmodels' fitted category probabilities."""
+    K = codes.max() + 1
+    y = pd.Categorical.from_codes(codes, categories=list(range(K)), ordered=True)
+    res = OrderedModel(pd.Series(y), Z, distr="logit").fit(method="bfgs", maxiter=2000,
+                                                           disp=False)
+    prob = res.predict()
+    idx = np.arange(len(codes))
+    below = np.array([prob[i, : codes[i]].sum() for i in idx])
+    above = np.array([prob[i, codes[i] + 1 :].sum() for i in idx])
+    return below - above, res
+
+
+def test_ordinal_statistic_is_proportional_odds_score():
+    """The PSR is the PO score d logL/d eta: x'PSR equals statsmodels' score for beta_x."""
+    _, X, f = _data(n=80, seed=4)
+    codes = f["mrs"].to_numpy()
+    Z = f[["age"]].to_numpy(float)
+    psr, null = _psr_reference(codes, Z)
+    np.testing.assert_allclose(clinical._ordinal_residuals(codes, Z, 7), psr, atol=1e-6)
+    K = 7
+    y = pd.Categorical.from_codes(codes, categories=list(range(K)), ordered=True)
+    for j in range(X.shape[1]):
+        full = OrderedModel(pd.Series(y), np.column_stack([Z, X[:, j]]), distr="logit")
+        params = np.concatenate([null.params[:1], [0.0], null.params[1:]])
+        score = full.score(params)[1]
+        assert X[:, j] @ psr == pytest.approx(score, rel=1e-4, abs=1e-4)
+
+
+def test_ordinal_without_covariates_is_rank_test():
+    """Without nuisance the PO score statistic is the correlation with the mid-ranks."""
+    _, X, f = _data(n=50, seed=5)
+    codes = f["mrs"].to_numpy()
+    res = clinical._territory_lsm_arrays(
+        codes.astype(float), X, np.empty((50, 0)), method="ordinal", n_permutations=20,
+        rng=check_random_state(0), alternative="two-sided", n_jobs=1, ordinal_codes=codes,
+    )
+    expected = [stats.pearsonr(X[:, j], stats.rankdata(codes)).statistic for j in range(5)]
+    np.testing.assert_allclose(res["r"], expected, rtol=1e-10)
+
+
+def test_ordinal_fwe_equals_brute_force():
+    _, X, f = _data(n=40, seed=6)
+    codes = f["mrs"].to_numpy()
+    Z = f[["age", "lesion_volume"]].to_numpy(float)
+    B = 40
+    perms = draw_permutations(B, 40, check_random_state(2))
+    res = clinical._territory_lsm_arrays(
+        codes.astype(float), X, Z, method="ordinal", n_permutations=B, rng=None,
+        alternative="two-sided", n_jobs=1, ordinal_codes=codes, permutations=perms,
+    )
+    psr, _ = _psr_reference(codes, Z)
+    _, p_unc, p_fwe = _brute_force(psr, X, Z, perms)
+    np.testing.assert_array_equal(res["p_uncorrected"], p_unc)
+    np.testing.assert_array_equal(res["p_fwe"], p_fwe)
+
+
+def test_territory_lsm_identical_for_any_n_jobs(frame):
+    kw = dict(territories=TERR, lesion_volume="log", covariates="age", n_permutations=600,
+              random_state=7)
+    a = territory_lsm(frame, "nihss", n_jobs=1, **kw)
+    b = territory_lsm(frame, "nihss", n_jobs=2, **kw)
+    np.testing.assert_array_equal(a.null_max, b.null_max)
+    pd.testing.assert_frame_equal(a.table, b.table)
+
+
+def test_territory_lsm_table_and_planted_effect(frame):
+    f = frame.copy()
+    f["EMPTY"] = 0.0
+    f.loc[f.index[:3], "EMPTY"] = 0.5  # lesioned in 3 < min_lesioned subjects
+    res = territory_lsm(f, "nihss", territories=TERR + ["EMPTY"], method="regression",
+                        lesion_volume=True, n_permutations=999, random_state=0)
+    tab = res.table
+    assert not tab.loc["EMPTY", "tested"] and np.isnan(tab.loc["EMPTY", "p_fwe"])
+    assert "fewer than 5" in tab.loc["EMPTY", "not_tested"]
+    assert res.significant == ["MCAL"]
+    assert (tab.loc[TERR, "p_fwe"] >= tab.loc[TERR, "p_uncorrected"]).all()
+    assert res.n_permutations == len(res.null_max) == 999
+    assert res.covariates == ["lesion_volume"]
+    np.testing.assert_array_equal(tab["n_lesioned"].to_numpy(), (f[tab.index] > 0).sum().to_numpy())
+    fdr = stats.false_discovery_control(tab.loc[TERR, "p_uncorrected"])
+    np.testing.assert_allclose(tab.loc[TERR, "p_fdr"], fdr)
+    above = tab.loc[TERR, "r"].abs() > res.r_critical
+    np.testing.assert_array_equal(above, tab.loc[TERR, "p_fwe"] <= 0.05)
+    ax = res.plot()
+    assert len(ax.patches) == len(TERR)
+    assert "MCAL" in res.summary() and "<pre>" in res._repr_html_()
+    matplotlib.pyplot.close("all")
+
+
+def test_territory_lsm_fwe_calibrated_under_null():
+    """No effect: the family-wise rejection rate is at most alpha (Monte Carlo error)."""
+    rng = np.random.default_rng(99)
+    reps, rejections = 200, 0
+    for _ in range(reps):
+        n = 40
+        X = rng.uniform(0, 1, (n, 6)) * (rng.random((n, 6)) < 0.5)
+        Z = rng.normal(size=(n, 1))
+        y = 0.8 * Z[:, 0] + rng.normal(size=n)
+        res = clinical._territory_lsm_arrays(
+            y, X, Z, method="regression", n_permutations=99, rng=rng, alternative="two-sided",
+            n_jobs=1,
+        )
+        rejections += (res["p_fwe"] < 0.05).any()
+    rate = rejections / reps
+    assert rate < 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps), rate
+
+
+def test_territory_lsm_errors_and_exclusions(frame):
+    f = frame.copy()
+    f.loc["sub-000", "nihss"] = np.nan
+    with pytest.warns(DroppedSubjectsWarning):
+        res = territory_lsm(f, "nihss", territories=TERR, n_permutations=50, random_state=0)
+    assert list(res.excluded["subject"]) == ["sub-000"] and res.n == len(f) - 1
+    with pytest.raises(ValueError, match="territories"):
+        territory_lsm(frame, "nihss")
+    with pytest.raises(ValueError, match="'lesion_volume' parameter"):
+        territory_lsm(frame, "nihss", territories=TERR, lesion_volume="cubic")
+    g = frame.assign(v2=frame["lesion_volume"] * 2)
+    with pytest.raises(AnalysisError, match="collinear covariates: 'lesion_volume'"):
+        territory_lsm(g, "nihss", territories=TERR, covariates="v2", lesion_volume=True)
+    h = frame.copy()
+    h.loc[h["mrs"] == 5, "mrs"] = 6
+    with pytest.raises(AnalysisError, match=r"no subject at level\(s\) \[5\]"):
+        territory_lsm(h, "mrs", territories=TERR, method="ordinal")
+
+
+# ------------------------------------------------------------------ Cohort input
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    from lsm.simulate import make_synthetic_cohort
+
+    return make_synthetic_cohort(40, random_state=0)
+
+
+def test_cohort_input_matches_arrays(cohort):
+    res = volume_score_correlation(cohort, "nihss", method="pearson", covariates="age",
+                                   n_boot=0)
+    vol = cohort.lesion_volumes.reindex(cohort.subjects).to_numpy()
+    ph = cohort.phenotype.reindex(cohort.subjects)
+    Z = sm.add_constant(ph["age"].to_numpy(float))
+    rx = sm.OLS(vol, Z).fit().resid
+    ry = sm.OLS(ph["nihss"].to_numpy(float), Z).fit().resid
+    assert res.r == pytest.approx(np.corrcoef(rx, ry)[0, 1], rel=1e-10)
+    assert res.n == len(cohort.subjects)
+    om = outcome_model(cohort, "mrs", ["age", "lesion_volume", "sex"], family="ordinal")
+    assert om.n == len(cohort.subjects) and om.predictors[-1].startswith("sex[")
+    ref = OrderedModel(
+        ph["mrs"].to_numpy(int),
+        np.column_stack([ph["age"], vol, ph["sex"] == om.predictors[-1][4]]).astype(float),
+        distr="logit",
+    ).fit(method="bfgs", maxiter=2000, disp=False)
+    np.testing.assert_allclose(om.table["coef"], ref.params[:3], rtol=1e-6)
+
+
+def test_cohort_territory_lsm_equals_table_input(cohort, shared_data_dir, monkeypatch):
+    """The Cohort wrapper joins territory_load's columns and the phenotype correctly."""
+    from lsm.territory import territory_load
+
+    monkeypatch.setenv("LSM_DATA", str(shared_data_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = territory_lsm(cohort, "nihss", level=2, lesion_volume="log", n_permutations=99,
+                            random_state=0, min_lesioned=1)
+        loads = territory_load(cohort, level=2)
+    terr = [c for c in loads.columns if c not in ("outside_ml", "lesion_volume_ml")]
+    table = cohort.phenotype.join(loads[terr]).assign(lesion_volume=cohort.lesion_volumes)
+    ref = territory_lsm(table, "nihss", territories=terr, lesion_volume="log",
+                        n_permutations=99, random_state=0, min_lesioned=1)
+    assert list(res.table.index) == terr and res.level == 2
+    pd.testing.assert_frame_equal(res.table, ref.table)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        om = outcome_model(cohort, "nihss", ["MCAL", "lesion_volume"], territory_level=2)
+    np.testing.assert_allclose(
+        om.table["coef"],
+        sm.OLS(table["nihss"], sm.add_constant(table[["MCAL", "lesion_volume"]])).fit().params[1:],
+        rtol=1e-10,
+    )
+
+
+# ------------------------------------------------------------------ real data
+
+
+def test_soop_correlation_equals_scipy(shared_data_dir):
+    soop = shared_data_dir / "soop"
+    ph = pd.read_csv(soop / "participants.tsv", sep="\t", na_values="n/a",
+                     index_col="participant_id")
+    ref = pd.read_csv(soop / "artery_reference.tsv", sep="\t", index_col="participant_id")
+    data = ph.join(ref[["lesion_volume"]] / 1000.0, how="inner")  # 1 mm voxels -> ml
+    with pytest.warns(DroppedSubjectsWarning):
+        res = volume_score_correlation(data, "nihss", n_boot=200, random_state=0)
+    ok = data[["lesion_volume", "nihss"]].dropna()
+    assert res.n == len(ok) > 500
+    expected = stats.spearmanr(ok["lesion_volume"], ok["nihss"])
+    assert res.r == pytest.approx(expected.statistic, rel=1e-10)
+    assert res.ci[0] < res.r < res.ci[1]
