@@ -92,7 +92,8 @@ def plot_stat_map(result, which="z", *, thresholded=True, display_mode="ortho", 
                                   figure=figure, axes=axes,
                                   title=f"{title} | no significant voxel")
     img = _map_to_plot(result, which, thresholded)
-    kwargs.setdefault("threshold", 1e-12 if thresholded else None)
+    # untested voxels are exactly 0: keep them transparent in both modes
+    kwargs.setdefault("threshold", 1e-12)
     kwargs.setdefault("symmetric_cbar", True)  # the sign matters: blue < 0 < red
     if bg is not None:
         kwargs["bg_img"] = bg
@@ -124,7 +125,7 @@ def plot_glass_brain(result, which="z", *, thresholded=True, display_mode="lzry"
         return plotting.plot_glass_brain(None, display_mode=display_mode, figure=figure,
                                          axes=axes, title=f"{title} | no significant voxel")
     img = _map_to_plot(result, which, thresholded)
-    kwargs.setdefault("threshold", 1e-12 if thresholded else "auto")
+    kwargs.setdefault("threshold", 1e-12)
     kwargs.setdefault("plot_abs", False)
     kwargs.setdefault("colorbar", True)
     kwargs.setdefault("cmap", "RdBu_r")

@@ -835,12 +835,19 @@ def _fmt(value):
 
 
 class _AtlasLookup:
-    """Label lookup of the arterial atlas at world coordinates (nearest voxel)."""
+    """Label lookup of the arterial atlas at world coordinates (nearest voxel).
+
+    Each point takes the label of the atlas voxel whose centre is nearest, the same answer
+    as resampling the atlas onto the result grid with nearest-neighbour interpolation
+    (:func:`nilearn.image.resample_to_img`), without building the resampled volume.
+    """
 
     _cache = {}
 
     def __init__(self, img, labels):
-        self.data = np.asanyarray(img.dataobj).astype(np.int64)
+        data = np.asanyarray(img.dataobj)
+        small = data.size == 0 or (data.min() >= 0 and data.max() < 2 ** 15)
+        self.data = data.astype(np.int16 if small else np.int64)  # kept in a cache: keep it small
         self.inv = np.linalg.inv(img.affine)
         labels = pd.DataFrame(labels)
         index = labels["index"].astype(np.int64).to_numpy()
@@ -860,9 +867,11 @@ class _AtlasLookup:
 
     def labels_at(self, xyz):
         """Atlas labels at world coordinates ``xyz`` (n, 3); 0 outside the atlas box."""
-        ijk = np.rint(nib.affines.apply_affine(self.inv, np.asarray(xyz, dtype=np.float64)))
-        ijk = ijk.astype(np.int64).reshape(-1, 3)
-        inside = np.all((ijk >= 0) & (ijk < np.array(self.data.shape[:3])), axis=1)
+        cont = nib.affines.apply_affine(self.inv, np.asarray(xyz, dtype=np.float64)).reshape(-1, 3)
+        # inside the box spanned by the atlas voxel centres (as scipy/nilearn resampling)
+        tol = 1e-6
+        inside = np.all((cont >= -tol) & (cont <= np.array(self.data.shape[:3]) - 1 + tol), axis=1)
+        ijk = np.rint(cont).astype(np.int64)
         out = np.zeros(len(ijk), dtype=np.int64)
         out[inside] = self.data[tuple(ijk[inside].T)]
         return out

@@ -492,3 +492,56 @@ def test_repr_html_is_well_formed():
     assert parser.stack == []
     assert parser.tags.count("table") == 2
     assert "Significant voxels" in out and "VLSMResult" in out
+
+
+@pytest.mark.parametrize("origin", [(14.3, -27.3, -20.3), (11.7, -25.3, -18.2)])
+def test_atlas_lookup_equals_nilearn_nearest_resampling(origin):
+    from nilearn.image import resample_to_img
+
+    rng = np.random.default_rng(3)
+    # a 1 mm label atlas with random blocky labels
+    labels = rng.integers(0, 6, size=(8, 9, 7)).repeat(4, 0).repeat(4, 1).repeat(4, 2)
+    atlas_aff = np.array([[1.0, 0, 0, -20], [0, 1.0, 0, -25], [0, 0, 1.0, -18], [0, 0, 0, 1]])
+    atlas = nib.Nifti1Image(labels.astype(np.int16), atlas_aff)
+    table = pd.DataFrame({"index": np.arange(1, 6), "abbrev": list("ABCDE")})
+    lut = results_mod._AtlasLookup(atlas, table)
+    # an LAS 3 mm grid, offset so no voxel centre falls half-way between atlas voxels; the
+    # second origin puts centres 0.3 mm beyond the first/last atlas voxel centres
+    grid_aff = np.array([[-3.0, 0, 0, origin[0]], [0, 3.0, 0, origin[1]],
+                         [0, 0, 3.0, origin[2]], [0, 0, 0, 1]])
+    grid_shape = (13, 12, 10)
+    target = nib.Nifti1Image(np.zeros(grid_shape, np.int16), grid_aff)
+    expected = np.asarray(resample_to_img(atlas, target, interpolation="nearest",
+                                          force_resample=True, copy_header=True).dataobj)
+    ijk = np.indices(grid_shape).reshape(3, -1).T
+    got = lut.labels_at(nib.affines.apply_affine(grid_aff, ijk)).reshape(grid_shape)
+    assert expected.any() and (expected == 0).any()  # the grid overhangs the atlas box
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.shared_data
+def test_atlas_lookup_on_soop_grid_matches_published_resampling(shared_data_dir, monkeypatch):
+    """On the SOOP lesion grid, the lookup equals the atlas the SOOP authors resampled."""
+    datasets = pytest.importorskip("lsm.datasets")
+    if not hasattr(datasets, "fetch_arterial_atlas"):
+        pytest.skip("lsm.datasets.fetch_arterial_atlas not available yet")
+    monkeypatch.setattr(results_mod._AtlasLookup, "_cache", {})
+    soop = nib.load(shared_data_dir / "soop" / "atlas" / "ArterialAtlas136.nii.gz")
+    lut = results_mod._AtlasLookup.get(1, shared_data_dir)
+    ijk = np.indices(soop.shape)[:, ::3, ::3, ::3].reshape(3, -1).T  # ~150k voxels
+    got = lut.labels_at(nib.affines.apply_affine(soop.affine, ijk))
+    expected = np.asanyarray(soop.dataobj)[tuple(ijk.T)]
+    assert np.unique(expected).size > 20
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_cluster_territories_unavailable_with_real_fetcher(tmp_path, monkeypatch, caplog):
+    datasets = pytest.importorskip("lsm.datasets")
+    if not hasattr(datasets, "fetch_arterial_atlas"):
+        pytest.skip("lsm.datasets.fetch_arterial_atlas not available yet")
+    monkeypatch.setattr(results_mod._AtlasLookup, "_cache", {})
+    monkeypatch.delenv("LSM_DATA_URL", raising=False)
+    with caplog.at_level(logging.WARNING, logger="lsm"):
+        table = make_result().clusters(data_dir=tmp_path)  # an empty folder: no atlas
+    assert "Arterial atlas unavailable" in caplog.text
+    assert (table["territory_level2"] == "unavailable").all() and len(table) == 4
