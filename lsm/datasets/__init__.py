@@ -14,6 +14,9 @@ else ``~/lsm_data``.
 
 from ._atlas import ArterialAtlas, fetch_arterial_atlas, install_arterial_atlas
 from ._fetch import fetch_dataset, get_data_dir
+from ._layouts import load_atlas_r2, load_isles24, load_jhu_stroke
+from ._lesymap import LesymapFiles, fetch_lesymap_example, load_lesymap_example
+from ._soop import SOOPFiles, fetch_soop, load_soop
 
 __all__ = [
     "ArterialAtlas",
@@ -21,4 +24,13 @@ __all__ = [
     "install_arterial_atlas",
     "fetch_dataset",
     "get_data_dir",
+    "SOOPFiles",
+    "fetch_soop",
+    "load_soop",
+    "LesymapFiles",
+    "fetch_lesymap_example",
+    "load_lesymap_example",
+    "load_jhu_stroke",
+    "load_atlas_r2",
+    "load_isles24",
 ]
