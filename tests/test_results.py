@@ -236,6 +236,16 @@ def test_no_significant_voxel_gives_empty_table():
     assert "No voxel is significant" in str(res.summary())
 
 
+@pytest.fixture
+def real_fetcher(monkeypatch):
+    """The real lsm.datasets fetcher with an empty atlas cache (skip if not there)."""
+    datasets = pytest.importorskip("lsm.datasets")
+    if not hasattr(datasets, "fetch_arterial_atlas"):
+        pytest.skip("lsm.datasets.fetch_arterial_atlas not available")
+    monkeypatch.setattr(results_mod._AtlasLookup, "_cache", {})
+    return datasets.fetch_arterial_atlas
+
+
 def _fake_atlas_module(monkeypatch, fail=False):
     """Install a fake lsm.datasets whose 1 mm atlas labels x > 80 mm as 3, else 7."""
     calls = []
@@ -307,11 +317,7 @@ def test_cluster_atlas_unavailable_logs_warning(monkeypatch, caplog):
 
 
 @pytest.mark.shared_data
-def test_cluster_territory_real_atlas(shared_data_dir, monkeypatch):
-    datasets = pytest.importorskip("lsm.datasets")
-    if not hasattr(datasets, "fetch_arterial_atlas"):
-        pytest.skip("lsm.datasets.fetch_arterial_atlas not available yet")
-    monkeypatch.setattr(results_mod._AtlasLookup, "_cache", {})
+def test_cluster_territory_real_atlas(shared_data_dir, real_fetcher):
     # 2 mm MNI grid (FSL 91x109x91), blob around MNI (-40, -10, 20)
     shape = (91, 109, 91)
     affine = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]])
@@ -520,12 +526,8 @@ def test_atlas_lookup_equals_nilearn_nearest_resampling(origin):
 
 
 @pytest.mark.shared_data
-def test_atlas_lookup_on_soop_grid_matches_published_resampling(shared_data_dir, monkeypatch):
+def test_atlas_lookup_on_soop_grid_matches_published_resampling(shared_data_dir, real_fetcher):
     """On the SOOP lesion grid, the lookup equals the atlas the SOOP authors resampled."""
-    datasets = pytest.importorskip("lsm.datasets")
-    if not hasattr(datasets, "fetch_arterial_atlas"):
-        pytest.skip("lsm.datasets.fetch_arterial_atlas not available yet")
-    monkeypatch.setattr(results_mod._AtlasLookup, "_cache", {})
     soop = nib.load(shared_data_dir / "soop" / "atlas" / "ArterialAtlas136.nii.gz")
     lut = results_mod._AtlasLookup.get(1, shared_data_dir)
     ijk = np.indices(soop.shape)[:, ::3, ::3, ::3].reshape(3, -1).T  # ~150k voxels
@@ -535,11 +537,8 @@ def test_atlas_lookup_on_soop_grid_matches_published_resampling(shared_data_dir,
     np.testing.assert_array_equal(got, expected)
 
 
-def test_cluster_territories_unavailable_with_real_fetcher(tmp_path, monkeypatch, caplog):
-    datasets = pytest.importorskip("lsm.datasets")
-    if not hasattr(datasets, "fetch_arterial_atlas"):
-        pytest.skip("lsm.datasets.fetch_arterial_atlas not available yet")
-    monkeypatch.setattr(results_mod._AtlasLookup, "_cache", {})
+def test_cluster_territories_unavailable_with_real_fetcher(tmp_path, monkeypatch, caplog,
+                                                            real_fetcher):
     monkeypatch.delenv("LSM_DATA_URL", raising=False)
     with caplog.at_level(logging.WARNING, logger="lsm"):
         table = make_result().clusters(data_dir=tmp_path)  # an empty folder: no atlas
