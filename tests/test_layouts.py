@@ -276,3 +276,31 @@ def test_isles24_with_mni_masks(isles_tree, tmp_path):
 def test_isles24_empty_tree(tmp_path):
     with pytest.raises(CohortError, match="lesion-msk"):
         load_isles24(tmp_path)
+
+
+def test_jhu_explicit_phenotype_with_rename(jhu_tree):
+    root, _ = jhu_tree
+    table = pd.DataFrame({"Subject": ["00001", "00002", "00004"], "Admission NIHSS score": [3, 8, 30],
+                          "Other Thing": ["a", "b", "c"]})
+    cohort = _quiet(load_jhu_stroke, root, phenotype=table, rename={"Admission NIHSS score": "nihss_admission"})
+    assert cohort.phenotype["nihss_admission"].tolist() == [3, 8, 30]
+    assert cohort.phenotype["other_thing"].tolist() == ["a", "b", "c"]  # unknown columns: snake_case
+    assert cohort.metadata["renamed"] == {"Subject": "participant_id",
+                                          "Admission NIHSS score": "nihss_admission",
+                                          "Other Thing": "other_thing"}
+
+
+def test_renames_that_collide_are_an_error(jhu_tree):
+    root, _ = jhu_tree
+    table = pd.DataFrame({"participant_id": ["sub-00001"], "NIHSS": [3], "nihss_admission": [4]})
+    with pytest.raises(PhenotypeError, match="both map to 'nihss_admission'"):
+        load_jhu_stroke(root, phenotype=table)
+
+
+def test_isles24_without_phenotype_files(isles_tree):
+    import shutil
+
+    root = isles_tree[0]
+    shutil.rmtree(root / "phenotype")
+    with pytest.raises(PhenotypeError, match="No phenotype files"):
+        load_isles24(root)

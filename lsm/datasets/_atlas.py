@@ -109,10 +109,10 @@ class ArterialAtlas:
 
 
 def _description(level, resolution):
-    n = 32 if level == 1 else 10
+    content = ("32 labels: 30 arterial territories and the 2 lateral ventricles" if level == 1 else
+               "10 labels: ACA, MCA, PCA, vertebro-basilar and lateral ventricle, left and right")
     return (
-        f"Digital 3D Brain MRI Arterial Territories Atlas, level {level} ({n} labels"
-        f"{': 30 arterial territories and the 2 lateral ventricles' if level == 1 else ': ACA, MCA, PCA, vertebro-basilar and lateral ventricle, left and right'}), "
+        f"Digital 3D Brain MRI Arterial Territories Atlas, level {level} ({content}), "
         f"{resolution} mm, FSL MNI152 (MNI152NLin6Asym) grid, RAS. Built from the lesion "
         "distributions of 1,298 acute stroke patients (Johns Hopkins University). "
         "Note: the distributed level-2 image is not an exact relabelling of level 1 "

@@ -76,11 +76,14 @@ def _snake(name):
     return text or "column"
 
 
+def _with_extra(renames, extra):
+    """The loader's renames plus the user's (keys compared in snake_case)."""
+    return {**renames, **{_snake(k): v for k, v in (extra or {}).items()}}
+
+
 def _canonical_columns(table, renames, extra=None):
     """Rename columns to canonical names; return (table, {original: new})."""
-    renames = dict(renames)
-    if extra:
-        renames.update({_snake(k): v for k, v in extra.items()})
+    renames = _with_extra(renames, extra)
     mapping = {}
     for col in table.columns:
         key = _snake(col)
@@ -276,8 +279,7 @@ def load_jhu_stroke(root, *, derivatives=None, lesion_pattern="*lesion*", sessio
         per_subject = [p for p in (root / "phenotype").rglob("*")
                        if p.is_file() and p.suffix.lower() in (".tsv", ".csv", ".xlsx")]
         if per_subject:
-            table, more = _per_subject_tables(per_subject, root / "phenotype",
-                                              {**JHU_RENAMES, **{_snake(k): v for k, v in (rename or {}).items()}})
+            table, more = _per_subject_tables(per_subject, root / "phenotype", _with_extra(JHU_RENAMES, rename))
             renamed.update(more)
             tables.append(table)
         if not tables:
@@ -412,8 +414,8 @@ def _one_row_per_subject(phenotype, sessions):
 
 
 def _find_metadata(root):
-    found = sorted(p for p in root.rglob("*") if p.is_file()
-                   and re.search(r"meta-?data", p.name, re.I) and p.suffix.lower() in (".xlsx", ".csv", ".tsv"))
+    found = sorted(p for p in root.rglob("*") if p.is_file() and re.search(r"meta-?data", p.name, re.I)
+                   and p.suffix.lower() in (".xlsx", ".csv", ".tsv"))
     if len(found) != 1:
         raise PhenotypeError(
             f"Expected one metadata spreadsheet (*MetaData*.xlsx/csv) under {str(root)!r}, found "
@@ -501,9 +503,9 @@ def load_isles24(root, *, mni_lesions=None, rename=None, **kwargs):
     files = [p for p in (root / "phenotype").rglob("*")
              if p.is_file() and p.suffix.lower() in (".xlsx", ".csv", ".tsv")]
     if not files:
-        raise PhenotypeError(f"No phenotype files under {str(root / 'phenotype')!r} (phenotype/sub-*/ses-0*/*.xlsx).")
-    renames = {**ISLES24_RENAMES, **{_snake(k): v for k, v in (rename or {}).items()}}
-    phenotype, renamed = _per_subject_tables(files, root / "phenotype", renames)
+        raise PhenotypeError(
+            f"No phenotype files under {str(root / 'phenotype')!r} (expected phenotype/sub-*/ses-0*/*.xlsx).")
+    phenotype, renamed = _per_subject_tables(files, root / "phenotype", _with_extra(ISLES24_RENAMES, rename))
     meta = {"dataset": "ISLES'24",
             "citation": "Riedel EO, de la Rosa E, et al. ISLES'24 - A Real-World Longitudinal "
                         "Multimodal Stroke Dataset. arXiv:2408.11142 (2024).",
