@@ -613,17 +613,19 @@ class VLSMResult:
         summary : Summary
             A ``str`` subclass that prints itself when echoed.
         """
-        width = 78
         pairs = [(k, str(v)) for k, v in self._overview()]
         half = (len(pairs) + 1) // 2
         left, right = pairs[:half], pairs[half:]
+        lw = max(20, *(len(v) for _, v in left))
+        rw = max(20, *(len(v) for _, v in right))
+        width = max(78, 18 + lw + 2 + 18 + rw)
         lines = ["VLSM Results".center(width), "=" * width]
         for r in range(half):
             lk, lv = left[r]
-            cell = f"{lk + ':':<18}{lv:>20}"
+            cell = f"{lk + ':':<18}{lv:>{lw}}"
             if r < len(right):
                 rk, rv = right[r]
-                cell += f"  {rk + ':':<18}{rv:>20}"
+                cell += f"  {rk + ':':<18}{rv:>{rw}}"
             lines.append(cell)
         lines.append("=" * width)
         peaks = self._peak_rows()
