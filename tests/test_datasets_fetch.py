@@ -191,18 +191,16 @@ def test_shared_data_matches_manifest(shared_data_dir):
         assert file_sha256(shared_data_dir / "soop" / rel) == soop[rel]["sha256"]
 
 
-def test_real_files_download_through_local_server(shared_data_dir, http_root, tmp_path, monkeypatch):
-    # A mirror serving copies of real files: the real manifest's hashes accept them.
-    www, url, _ = http_root
-    monkeypatch.setattr(
-        _fetch, "dataset_files",
-        lambda dataset, required_only=True: {
-            rel: e for rel, e in _fetch._manifest()["datasets"][dataset]["files"].items()
-            if rel in ("behavior.txt", "lesions/Subject_001.nii.gz")
-        },
-    )
-    for rel in ("behavior.txt", "lesions/Subject_001.nii.gz"):
-        (www / "lesymap" / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared_data_dir / "lesymap" / rel, www / "lesymap" / rel)
-    root = fetch_dataset("lesymap", data_dir=tmp_path / "cache", url=url)
-    assert file_sha256(root / "behavior.txt") == file_sha256(shared_data_dir / "lesymap" / "behavior.txt")
+def test_lesymap_download_through_local_server(shared_data_dir, http_root, tmp_path):
+    # A mirror serving a copy of the real LESYMAP folder: every required file is
+    # downloaded and accepted by the real manifest's sha256; optional ones are skipped.
+    from lsm.datasets import fetch_lesymap_example
+
+    www, url, requests = http_root
+    shutil.copytree(shared_data_dir / "lesymap", www / "lesymap")
+    files = fetch_lesymap_example(data_dir=tmp_path / "cache", url=url)
+    assert len(files.lesions) == 131 and files.parcellation.is_file()
+    assert len(requests) == len(dataset_files("lesymap")) == 134
+    assert "/lesymap/LICENSE" not in requests
+    for rel in ("behavior.txt", "template/ch2.nii.gz", "lesions/Subject_131.nii.gz"):
+        assert file_sha256(files.root / rel) == file_sha256(shared_data_dir / "lesymap" / rel)

@@ -129,7 +129,7 @@ def _download(dataset, relpath, entry, target_dir, url):
         )
     dest = target_dir / relpath
     dest.parent.mkdir(parents=True, exist_ok=True)
-    logger.info("Downloading %s", file_url)
+    logger.debug("Downloading %s", file_url)
     try:
         pooch.retrieve(
             file_url,
@@ -171,7 +171,7 @@ def _verify_present(path, entry):
     )
 
 
-def fetch_dataset(dataset, data_dir=None, url=None, verify=False, n_jobs=8):
+def fetch_dataset(dataset, data_dir=None, url=None, verify=False, n_jobs=8, verbose=1):
     """Make sure every required file of ``dataset`` is present; return its folder.
 
     Parameters
@@ -188,6 +188,8 @@ def fetch_dataset(dataset, data_dir=None, url=None, verify=False, n_jobs=8):
         checked). A mismatch raises :class:`~lsm.exceptions.HashMismatchError`.
     n_jobs : int
         Parallel downloads.
+    verbose : int
+        Progress bar while downloading when > 0.
 
     Returns
     -------
@@ -203,7 +205,6 @@ def fetch_dataset(dataset, data_dir=None, url=None, verify=False, n_jobs=8):
                 _verify_present(root / rel, entry)
     if not missing:
         return root
-    logger.info("%d of %d files of %r missing in %s", len(missing), len(files), dataset, root)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -212,13 +213,29 @@ def fetch_dataset(dataset, data_dir=None, url=None, verify=False, n_jobs=8):
             f"(e.g. {missing[0]!r}) and the folder cannot be written ({exc}). Pass "
             "data_dir=<a writable folder> or set LSM_DATA."
         ) from exc
+    import pooch
+    from tqdm.auto import tqdm
+
+    source = _file_url(dataset, missing[0], files[missing[0]], url) or "(no source)"
+    logger.info("Downloading %d file(s) of %r into %s (first: %s)", len(missing), dataset, root, source)
     jobs = max(1, min(int(n_jobs), len(missing)))
-    if jobs == 1:
-        for rel in missing:
-            _download(dataset, rel, files[rel], root, url)
-    else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_download, dataset, rel, files[rel], root, url) for rel in missing]
-            for fut in futures:
-                fut.result()
+    bar = tqdm(total=len(missing), desc=f"lsm: {dataset}", unit="file",
+               disable=not verbose or len(missing) < 2)
+    pooch_logger = pooch.get_logger()
+    level = pooch_logger.level
+    pooch_logger.setLevel(logging.WARNING)  # one line per file is too chatty for 1,449 files
+    try:
+        if jobs == 1:
+            for rel in missing:
+                _download(dataset, rel, files[rel], root, url)
+                bar.update()
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                futures = [pool.submit(_download, dataset, rel, files[rel], root, url) for rel in missing]
+                for fut in futures:
+                    fut.result()
+                    bar.update()
+    finally:
+        pooch_logger.setLevel(level)
+        bar.close()
     return root

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .._utils import check_option
-from ..exceptions import CohortError, PhenotypeError
+from ..exceptions import CohortError, LSMWarning, PhenotypeError
 
 __all__ = ["load_jhu_stroke", "load_atlas_r2", "load_isles24"]
 
@@ -211,7 +211,10 @@ def _join(lesions, phenotype, kwargs, metadata, renamed):
         warnings.simplefilter("always")
         cohort = load_cohort(lesions, phenotype, **kwargs)
     for w in caught:
-        warnings.warn(w.message, w.category, stacklevel=3)
+        if issubclass(w.category, LSMWarning):  # ours: point at the user's call
+            warnings.warn(w.message, w.category, stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     cohort.metadata.update(metadata)
     cohort.metadata["renamed"] = dict(renamed)
     return cohort
