@@ -12,6 +12,7 @@ from lsm.datasets import fetch_arterial_atlas, install_arterial_atlas
 from lsm.datasets._atlas import _parse_upstream_labels, array_sha256
 from lsm.datasets._fetch import file_sha256
 from lsm.exceptions import DataFetchError, HashMismatchError
+from test_datasets_fetch import http_root  # noqa: F401  (fixture: local HTTP server)
 
 
 def test_missing_atlas_explains_nitrc_login(tmp_path, monkeypatch):
@@ -146,3 +147,27 @@ def test_install_rejects_a_different_atlas(shared_data_dir, tmp_path):
         install_arterial_atlas(archive, labels=tmp_path / "ArterialAtlaslables.txt",
                                data_dir=tmp_path / "data")
     assert not (tmp_path / "data" / "arterial_atlas").exists()
+
+
+def test_install_from_extracted_folder(shared_data_dir, tmp_path):
+    _fake_nitrc_release(shared_data_dir, tmp_path)
+    # Labels found inside the folder when not given.
+    shutil.copy(tmp_path / "ArterialAtlaslables.txt", tmp_path / "release" / "ArterialAtlasLables.txt")
+    out = install_arterial_atlas(tmp_path / "release", data_dir=tmp_path / "data")
+    ref = shared_data_dir / "arterial_atlas"
+    assert file_sha256(out / "labels_level-2.tsv") == file_sha256(ref / "labels_level-2.tsv")
+    # An installed folder passes verify=True: derived images are checked voxel-wise.
+    from lsm.datasets import fetch_dataset
+
+    assert fetch_dataset("arterial_atlas", data_dir=tmp_path / "data", verify=True) == out
+
+
+def test_fetch_atlas_from_mirror(shared_data_dir, http_root, tmp_path, monkeypatch):
+    www, url, _ = http_root
+    shutil.copytree(shared_data_dir / "arterial_atlas", www / "arterial_atlas")
+    monkeypatch.setenv("LSM_DATA_URL", url)
+    atlas = fetch_arterial_atlas(2, 2, data_dir=tmp_path / "cache")
+    assert atlas.filename.parent == tmp_path / "cache" / "arterial_atlas"
+    ref = fetch_arterial_atlas(2, 2, data_dir=shared_data_dir)
+    np.testing.assert_array_equal(np.asarray(atlas.img.dataobj), np.asarray(ref.img.dataobj))
+    assert not (tmp_path / "cache" / "arterial_atlas" / "LICENSE").exists()
