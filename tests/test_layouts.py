@@ -207,7 +207,9 @@ def isles_tree(tmp_path):
     root = tmp_path / "isles24" / "train"
     masks = {}
     grids = {"sub-stroke0001": ((5, 6, 7), np.diag([0.45, 0.45, 2.0, 1])),
-             "sub-stroke0002": ((6, 5, 4), np.diag([0.5, 0.5, 5.0, 1])),
+             # Scanner coordinates far from the first subject's field of view, LPS order.
+             "sub-stroke0002": ((6, 5, 4), np.array([[-0.5, 0, 0, 300.0], [0, -0.5, 0, -200.0],
+                                                     [0, 0, 5.0, 500.0], [0, 0, 0, 1]])),
              "sub-stroke0003": ((4, 4, 4), np.diag([0.4, 0.4, 3.0, 1]))}
     for i, (sub, (shape, affine)) in enumerate(grids.items()):
         deriv = root / "derivatives" / sub
@@ -253,6 +255,10 @@ def test_isles24_native(isles_tree):
         assert cohort.lesion_volumes[sub] == pytest.approx(expected)
     dropped = dict(zip(cohort.dropped["subject"], cohort.dropped["reason"]))
     assert set(dropped) == {"sub-stroke0003", "sub-stroke0004"}
+    assert "without a phenotype row" in dropped["sub-stroke0003"]
+    assert cohort.metadata["lesion_files"]["sub-stroke0002"].endswith("sub-stroke0002_ses-02_space-ncct_lesion-msk.nii.gz")
+    # Every mask keeps voxels on the storage grid, whatever its scanner coordinates.
+    assert all(cohort.lesion_indices(s).size > 0 for s in cohort.subjects)
 
 
 def test_isles24_native_refused_by_voxelwise_analysis(isles_tree):

@@ -472,6 +472,23 @@ def _atlas_r11_masks(root, session):
 
 
 # ---------------------------------------------------------------- ISLES'24
+def _centred(path):
+    """The image at ``path``, lazily, with its array centre moved to world (0, 0, 0).
+
+    Native CT grids sit anywhere in scanner coordinates; on a common storage grid a
+    mask far from the first subject's field of view would lose every voxel. Centring
+    keeps voxel size and orientation (so the native volume is unchanged) and makes all
+    grids overlap.
+    """
+    import nibabel as nib
+
+    img = nib.load(path)
+    affine = np.array(img.affine, dtype=np.float64)
+    centre = (np.array(img.shape[:3], dtype=np.float64) - 1) / 2
+    affine[:3, 3] = -affine[:3, :3] @ centre
+    return nib.Nifti1Image(img.dataobj, affine, img.header)
+
+
 def load_isles24(root, *, mni_lesions=None, rename=None, **kwargs):
     """Load ISLES'24 follow-up infarct masks with the per-subject clinical tables.
 
@@ -517,10 +534,13 @@ def load_isles24(root, *, mni_lesions=None, rename=None, **kwargs):
         kwargs["space"] = "native"
         meta["space_note"] = (
             "ISLES'24 masks are in each subject's non-contrast CT space (space-ncct), not a "
-            "standard space: voxels do not correspond across subjects. Register them to MNI "
-            "and pass mni_lesions= for voxel-wise or atlas-based analyses."
+            "standard space: voxels do not correspond across subjects. Each mask is centred "
+            "on the cohort's array grid only so it can be stored (volumes are computed in the "
+            "subject's own voxels). Register the masks to MNI and pass mni_lesions= for "
+            "voxel-wise or atlas-based analyses."
         )
-        lesions = native
+        meta["lesion_files"] = dict(native)
+        lesions = {subject: _centred(path) for subject, path in native.items()}
     else:
         kwargs.setdefault("space", "MNI")
         lesions = mni_lesions
