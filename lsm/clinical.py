@@ -625,9 +625,9 @@ class TerritoryLSMResult(_ResultMixin):
 
     def summary(self):
         cols = ["n_lesioned", "r", "t", "p_uncorrected", "p_fwe", "p_fdr", "significant"]
+        where = f"level-{self.level} territory {self.measure}" if self.level else "territory loads"
         lines = [
-            f"{self._title}: {self.score!r} ~ territory {self.measure} "
-            f"(level {self.level}, method={self.method!r}, n = {self.n})",
+            f"{self._title}: {self.score!r} ~ {where} (method={self.method!r}, n = {self.n})",
             f"  nuisance: {', '.join(self.covariates) if self.covariates else 'none'}"
             f"{' (Freedman-Lane)' if self.covariates else ''}",
             f"  {self.n_permutations} permutations, alternative={self.alternative!r}, "

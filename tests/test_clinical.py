@@ -584,3 +584,19 @@ def test_soop_correlation_equals_scipy(shared_data_dir):
     expected = stats.spearmanr(ok["lesion_volume"], ok["nihss"])
     assert res.r == pytest.approx(expected.statistic, rel=1e-10)
     assert res.ci[0] < res.r < res.ci[1]
+
+
+@pytest.mark.parametrize("correction, column", [("fdr", "p_fdr"), ("none", "p_uncorrected")])
+def test_territory_lsm_correction_choice(frame, correction, column):
+    res = territory_lsm(frame, "nihss", territories=TERR, correction=correction, alpha=0.1,
+                        n_permutations=199, random_state=1)
+    np.testing.assert_array_equal(res.table["p_corrected"], res.table[column])
+    np.testing.assert_array_equal(res.table["significant"], res.table[column] <= 0.1)
+    # the same permutations whatever the correction: only the decision column changes
+    fwe = territory_lsm(frame, "nihss", territories=TERR, n_permutations=199, random_state=1)
+    np.testing.assert_array_equal(res.null_max, fwe.null_max)
+    ax = res.plot(sort=True)
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(
+        res.table.sort_values("r", ascending=False).index
+    )
+    matplotlib.pyplot.close("all")
