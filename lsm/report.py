@@ -150,6 +150,9 @@ def _df_table(df, max_rows, what):
     shown = df.head(max_rows)
 
     def fmt(v):
+        # whole numbers (volumes in mm^3, coordinates) in full; others to 4 significant digits
+        if np.isfinite(v) and float(v).is_integer() and abs(v) < 1e12:
+            return f"{int(v)}"
         return f"{v:.4g}"
 
     out = shown.to_html(index=False, border=0, float_format=fmt, na_rep="n/a", escape=True)
@@ -226,7 +229,9 @@ def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="art
             result, "z", thresholded=False, display_mode="z", cut_coords=7,
             title="z (unthresholded, nothing significant)"), "unthresholded z map", dpi)
     else:
-        thr = "" if result.threshold is None else f" (|z| threshold {result.threshold:.3g})"
+        two_sided = result.params.get("alternative", "two-sided") == "two-sided"
+        thr = ("" if result.threshold is None else
+               f" ({'|z|' if two_sided else 'z'} threshold {result.threshold:.3g})")
         body += f'<p class="note">Significant voxels only{_esc(thr)}: z map.</p>'
         body += _figure(lambda: plotting.plot_stat_map(result, "z"), "thresholded z map, ortho",
                         dpi)

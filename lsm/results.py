@@ -55,6 +55,24 @@ _CORE_MAPS = {
 }
 
 _CONNECTIVITY = {6: 1, 18: 2, 26: 3}
+_CLUSTER_COLUMNS = {
+    "cluster": "Cluster number, largest first.",
+    "sign": "+1 for a cluster of positive z, -1 for negative z.",
+    "n_voxels": "Number of voxels.",
+    "volume_mm3": "Volume in mm^3.",
+    "x_mm": "Peak (largest |z|) x, MNI mm.",
+    "y_mm": "Peak y, MNI mm.",
+    "z_mm": "Peak z, MNI mm.",
+    "peak_stat": "Raw statistic at the peak.",
+    "peak_z": "z at the peak.",
+    "peak_p": "Uncorrected p at the peak.",
+    "peak_p_corrected": "Corrected p at the peak.",
+    "territory_level1": "Arterial territory (Liu et al. 2023, level 1) at the peak.",
+    "territory_level1_name": "Full name of territory_level1.",
+    "territory_level2": "Arterial territory (level 2) at the peak.",
+    "territories_level1": "Share of the cluster's voxels in each level-1 territory.",
+    "territories_level2": "Share of the cluster's voxels in each level-2 territory.",
+}
 _UNAVAILABLE = "unavailable"
 
 
@@ -716,7 +734,13 @@ class VLSMResult:
             if self.null_distribution is not None:
                 null_file = _NULL_TSV
                 _write_null(self.null_distribution, tmp / null_file)
+                _write_json(tmp / null_file.replace(".tsv", ".json"), {"null": {
+                    "Description": "One value per permutation: "
+                                   + (self.null_statistic or "the corrected statistic")}})
             clusters.to_csv(tmp / _CLUSTERS_TSV, sep="\t", index=False, na_rep="n/a")
+            _write_json(tmp / _CLUSTERS_TSV.replace(".tsv", ".json"),
+                        {c: {"Description": _CLUSTER_COLUMNS[c]} for c in clusters.columns
+                         if c in _CLUSTER_COLUMNS})
             observed = self.observed
             meta = {
                 "FormatVersion": _FORMAT_VERSION,

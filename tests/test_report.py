@@ -146,6 +146,7 @@ def test_report_contents(report_file, cohort, result):
     for row in table.itertuples():
         assert f"{row.n_voxels}" in clusters_text
         assert f"{row.peak_z:.4g}" in clusters_text
+        assert f" {row.n_voxels * 64} " in clusters_text  # mm^3 in full, not 1.856e+03
     n_rows = p.sections["clusters"].count("tr") - 1  # minus the header row
     assert n_rows == len(table)
     params = p.text["parameters"]
@@ -248,3 +249,46 @@ def test_report_renders_in_headless_chromium(report_file, tmp_path):
     # the header rule (#2a5d8f) is there: a row that is mostly that blue
     blue = np.all(np.abs(rgb - np.array([0x2a, 0x5d, 0x8f]) / 255) < 0.03, axis=2)
     assert blue.sum(axis=1).max() > 600
+
+
+def _sparse_ttest(lesions, score):
+    """Pooled-variance t per voxel from sparse sums (lesioned vs spared subjects)."""
+    n = lesions.shape[0]
+    n1 = np.asarray(lesions.sum(axis=0)).ravel().astype(float)
+    s1 = lesions.T @ score
+    q1 = lesions.T @ score ** 2
+    n0, s0, q0 = n - n1, score.sum() - s1, (score ** 2).sum() - q1
+    ss = (q1 - s1 ** 2 / n1) + (q0 - s0 ** 2 / n0)
+    return (s1 / n1 - s0 / n0) / np.sqrt(ss / (n - 2) * (1 / n1 + 1 / n0)), n1
+
+
+@pytest.mark.shared_data
+def test_report_on_soop(tmp_path, soop_nihss_2mm, shared_data_dir, monkeypatch):
+    from scipy import stats
+
+    from lsm.results import VLSMResult
+
+    monkeypatch.setattr(_AtlasLookup, "_cache", {})
+    cohort = soop_nihss_2mm
+    lesions = cohort.lesion_matrix().astype(float).tocsc()
+    score = cohort.phenotype["nihss"].to_numpy(dtype=float)
+    n_lesioned = np.asarray(lesions.sum(axis=0)).ravel()
+    tested = (n_lesioned >= 0.05 * len(cohort)) & (n_lesioned <= 0.95 * len(cohort))
+    t, _ = _sparse_ttest(lesions[:, tested], score)
+    p = 2 * stats.t.sf(np.abs(t), len(cohort) - 2)
+    z = np.sign(t) * stats.norm.isf(p / 2)
+    res = VLSMResult.from_arrays(
+        affine=cohort.affine, shape=cohort.shape, tested=tested, stat=t, z=z, p=p,
+        p_corrected=np.minimum(p * tested.sum(), 1), significant=p * tested.sum() < 0.05,
+        n_lesioned=n_lesioned.astype(int), threshold=None, null_distribution=None,
+        params={"score": "nihss", "method": "ttest", "correction": "bonferroni (test)"},
+        provenance={"n_subjects": len(cohort), "subjects": list(cohort.subjects)})
+    assert res.n_significant > 100  # NIHSS is strongly tied to lesion location in SOOP
+    path = res.to_html(tmp_path / "soop.html", cohort=cohort, data_dir=shared_data_dir)
+    p_ = parse(path.read_text(encoding="utf-8"))
+    assert f"Cohort of {len(cohort)} subjects" in p_.text["cohort"]
+    assert str(len(cohort.dropped)) in p_.text["cohort"]
+    table = res.clusters(data_dir=shared_data_dir)
+    assert table.loc[0, "territory_level2"] != "unavailable"
+    assert table.loc[0, "territories_level2"] in p_.text["clusters"]
+    assert len(p_.images) == 4  # overlap, ortho, axial slices, glass brain (no null)

@@ -381,6 +381,9 @@ def test_save_load_round_trip(tmp_path):
     assert "dataset_description.json" in names and "vlsm.json" in names
     assert "vlsm_stat-z_statmap.nii.gz" in names and "vlsm_stat-z_statmap.json" in names
     assert "vlsm_stat-tfce_statmap.nii.gz" in names and "vlsm_null.tsv" in names
+    assert "vlsm_clusters.json" in names and "vlsm_null.json" in names
+    sidecar = json.loads((out / "vlsm_clusters.json").read_text())
+    assert set(sidecar) == set(res.clusters(atlas=None).columns)
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "lsm"
     loaded = VLSMResult.load(out)
