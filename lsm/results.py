@@ -714,22 +714,25 @@ class VLSMResult:
         """
         clusters = self.clusters(atlas=atlas, data_dir=data_dir)
         files = {}
+        extra_files = {}
+        taken = {fname for fname, _ in _CORE_MAPS.values()}
+        for name in self.extra_maps:
+            fname = f"{_PREFIX}_stat-{_bids_label(name)}_statmap.nii.gz"
+            if fname in taken:
+                raise ValueError(f"Extra map {name!r} would be saved as {fname!r}, which another "
+                                 "map already uses; rename it.")
+            taken.add(fname)
+            extra_files[name] = fname
         with atomic_output_dir(path, overwrite=overwrite) as tmp:
             for name, (fname, description) in _CORE_MAPS.items():
                 _write_nifti(getattr(self, name), tmp / fname)
                 _write_json(tmp / fname.replace(".nii.gz", ".json"),
                             {"Description": description})
                 files[name] = fname
-            extra_files = {}
-            for name, img in self.extra_maps.items():
-                fname = f"{_PREFIX}_stat-{_bids_label(name)}_statmap.nii.gz"
-                if fname in files.values() or fname in extra_files.values():
-                    raise ValueError(f"Extra map {name!r} would overwrite file {fname!r}; "
-                                     "rename it.")
-                _write_nifti(img, tmp / fname)
+            for name, fname in extra_files.items():
+                _write_nifti(self.extra_maps[name], tmp / fname)
                 _write_json(tmp / fname.replace(".nii.gz", ".json"),
                             {"Description": f"Extra map {name!r}; 0 where untested."})
-                extra_files[name] = fname
             null_file = None
             if self.null_distribution is not None:
                 null_file = _NULL_TSV
@@ -785,6 +788,12 @@ class VLSMResult:
                 "VLSMResult.save()."
             )
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        version = meta.get("FormatVersion", 0)
+        if not isinstance(version, int) or version > _FORMAT_VERSION:
+            raise ValueError(
+                f"{str(meta_file)!r} has format version {version!r}; this lsm reads versions "
+                f"up to {_FORMAT_VERSION}. Upgrade lsm to read it."
+            )
         affine = np.asarray(meta["affine"], dtype=np.float64)
 
         def read(fname):

@@ -10,6 +10,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 import lsm.results as results_mod
@@ -462,6 +464,23 @@ def test_crash_mid_overwrite_keeps_old_folder(tmp_path, monkeypatch):
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder written by VLSMResult.save"):
         VLSMResult.load(tmp_path)
+    out = make_result().save(tmp_path / "res", atlas=None)
+    meta = json.loads((out / "vlsm.json").read_text())
+    meta["FormatVersion"] = 99
+    (out / "vlsm.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format version 99.*Upgrade lsm"):
+        VLSMResult.load(out)
+
+
+def test_save_refuses_extra_map_file_collision(tmp_path):
+    n = 11 * 14 * 10
+    res = make_result(extra_maps={"stat": np.zeros(n)})  # the core map's file name
+    with pytest.raises(ValueError, match="'stat' would be saved as .*rename it"):
+        res.save(tmp_path / "res", atlas=None)
+    res = make_result(extra_maps={"neg_log10_p": np.zeros(n), "neglog10p": np.ones(n)})
+    with pytest.raises(ValueError, match="'neglog10p' would be saved as .*rename it"):
+        res.save(tmp_path / "res", atlas=None)
+    assert list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------------ text / html
@@ -547,3 +566,35 @@ def test_cluster_territories_unavailable_with_real_fetcher(tmp_path, monkeypatch
         table = make_result().clusters(data_dir=tmp_path)  # an empty folder: no atlas
     assert "Arterial atlas unavailable" in caplog.text
     assert (table["territory_level2"] == "unavailable").all() and len(table) == 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2 ** 31 - 1), connectivity=st.sampled_from([6, 18, 26]),
+       density=st.floats(0.05, 0.6))
+def test_clusters_property_against_scipy_label(seed, connectivity, density):
+    """Random signed maps: clusters partition the significant voxels exactly as ndimage.label."""
+    rng = np.random.default_rng(seed)
+    shape = (6, 5, 4)
+    z_vol = rng.choice([-3.0, -2.0, 2.0, 3.0], size=shape)  # ties on purpose
+    sig_vol = rng.random(shape) < density
+    z = z_vol.reshape(-1)
+    res = VLSMResult.from_arrays(
+        affine=np.eye(4), shape=shape, tested=np.ones(z.size, bool), stat=z, z=z,
+        p=np.full(z.size, 0.5), p_corrected=np.full(z.size, 0.5),
+        significant=sig_vol.reshape(-1), n_lesioned=np.zeros(z.size, int), threshold=None,
+        null_distribution=None, params={}, provenance={})
+    table = res.clusters(connectivity=connectivity, atlas=None)
+    structure = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+    expected = []
+    for sign, mask in ((1, sig_vol & (z_vol > 0)), (-1, sig_vol & (z_vol < 0))):
+        labels, n = ndimage.label(mask, structure=structure)
+        for c in range(1, n + 1):
+            member = labels == c
+            peak = sign * np.max(sign * z_vol[member])
+            # the reported peak is the first voxel (C order) reaching the extreme value
+            first = np.argwhere(member & (z_vol == peak))[0]
+            expected.append((int(member.sum()), sign, peak, tuple(float(v) for v in first)))
+    got = [(r.n_voxels, r.sign, r.peak_z, (r.x_mm, r.y_mm, r.z_mm)) for r in table.itertuples()]
+    assert sorted(got) == sorted(expected)
+    assert table["n_voxels"].sum() == sig_vol.sum()
+    assert list(table["n_voxels"]) == sorted(table["n_voxels"], reverse=True)
