@@ -292,3 +292,22 @@ def test_report_on_soop(tmp_path, soop_nihss_2mm, shared_data_dir, monkeypatch):
     assert table.loc[0, "territory_level2"] != "unavailable"
     assert table.loc[0, "territories_level2"] in p_.text["clusters"]
     assert len(p_.images) == 4  # overlap, ortho, axial slices, glass brain (no null)
+
+
+def test_engine_result_saves_loads_and_reports(tmp_path):
+    """Integration with lsm.vlsm: its result round-trips and renders."""
+    vlsm_mod = pytest.importorskip("lsm.vlsm")
+    from lsm.results import VLSMResult
+
+    cohort = synthetic_cohort(40, seed=2)
+    res = vlsm_mod.vlsm(cohort, "score", n_permutations=49, correction="fwe", random_state=0)
+    loaded = VLSMResult.load(res.save(tmp_path / "res", atlas=None))
+    for name in ("stat", "z", "p", "p_corrected", "significant", "mask_img", "n_lesioned"):
+        np.testing.assert_array_equal(np.asarray(getattr(res, name).dataobj),
+                                      np.asarray(getattr(loaded, name).dataobj))
+    np.testing.assert_array_equal(res.null_distribution, loaded.null_distribution)
+    assert loaded.params == res.params and loaded.provenance == res.provenance
+    path = loaded.to_html(tmp_path / "r.html", cohort=cohort, atlas=None)
+    p = parse(path.read_text(encoding="utf-8"))
+    assert list(p.sections) == _SECTIONS
+    assert [alt for s, _, alt in p.images if s == "null"] == ["permutation null"]
