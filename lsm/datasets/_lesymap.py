@@ -86,7 +86,7 @@ def fetch_lesymap_example(data_dir=None, url=None, verify=False, n_jobs=8):
         parcel the score was simulated from).
     """
     root = fetch_dataset(DATASET, data_dir=data_dir, url=url, verify=verify, n_jobs=n_jobs)
-    lesions = sorted((root / "lesions").glob("Subject_*.nii.gz"),
+    lesions = sorted((p for p in (root / "lesions").glob("Subject_*.nii.gz") if _SUBJECT_RE.search(p.name)),
                      key=lambda p: int(_SUBJECT_RE.search(p.name).group(1)))
     return LesymapFiles(
         root=root,
