@@ -97,12 +97,13 @@ def _territory_loads(cohort, level, measure, n_jobs, atlas=None):
 
 
 def _source_frame(data, columns, *, territory_level=None, territory_measure=None, n_jobs=1,
-                  need_territories=False, atlas=None):
+                  need_territories=False, allow_territories=True, atlas=None):
     """Return (frame indexed by subject, territory column names).
 
     ``columns`` are the phenotype columns and/or ``"lesion_volume"`` that are needed.
     For a Cohort, territory loads are joined when ``need_territories`` is true or when a
-    requested column is neither a phenotype column nor ``"lesion_volume"``.
+    requested column is neither a phenotype column nor ``"lesion_volume"`` (and
+    ``allow_territories`` is true).
     """
     if isinstance(data, pd.DataFrame):
         frame = data.copy()
@@ -133,6 +134,11 @@ def _source_frame(data, columns, *, territory_level=None, territory_measure=None
         if col != VOLUME:
             frame[col] = pheno[col]
     unknown = [c for c in columns if c not in frame.columns]
+    if unknown and not allow_territories:
+        raise AnalysisError(
+            f"Column(s) {unknown} not found in the cohort's phenotype. Phenotype columns: "
+            f"{list(map(str, pheno.columns))}; lesion volume is {VOLUME!r}."
+        )
     territories = []
     if unknown or need_territories:
         loads = _territory_loads(data, territory_level, territory_measure, n_jobs, atlas)
@@ -863,7 +869,7 @@ def volume_score_correlation(
     seed = random_state if isinstance(random_state, (int, np.integer)) else None
     rng = check_random_state(random_state)
 
-    frame, _ = _source_frame(cohort, [score, VOLUME] + covariates)
+    frame, _ = _source_frame(cohort, [score, VOLUME] + covariates, allow_territories=False)
     table = pd.DataFrame(index=frame.index)
     table[VOLUME] = _to_numeric(frame[VOLUME], VOLUME, "lesion volume")
     table[score] = _to_numeric(frame[score], score, "score")
@@ -1335,14 +1341,19 @@ def territory_lsm(
         ``"ordinal"``: for an ordinal score (mRS). A proportional-odds (logit) model of the
         score on the nuisance variables is fitted once; the statistic is the correlation
         of each (nuisance-residualised) load with the model's probability-scale residuals
-        P(Y < y) - P(Y > y) (Li & Shepherd 2012). These residuals are the score of the
-        linear predictor of that model, so the statistic is the proportional-odds score
-        test of adding the load, standardised; without nuisance variables the residuals
-        are a linear function of the mid-ranks of the score, and the test is the exact
-        permutation version of the score (Wilcoxon-type) test. With nuisance variables the
-        residuals are permuted Freedman–Lane style, which like Freedman–Lane for OLS is
-        exact only asymptotically. Refitting a proportional-odds model per territory and
-        permutation would cost ``n_permutations * n_territories`` fits.
+        P(Y < y) - P(Y > y) (Li & Shepherd 2012). For the logit link these residuals are
+        the derivative of each subject's log-likelihood with respect to the linear
+        predictor, so the numerator ``sum_i load_i * residual_i`` is exactly the
+        proportional-odds score for the load's coefficient at zero: the statistic is that
+        score test, standardised by the norms of the load and the residuals (Liu et al.
+        2018 build a covariate-adjusted Spearman correlation from such residuals of both
+        variables; here the load keeps its OLS residual). Without nuisance variables
+        the residuals are a linear function of the mid-ranks of the score, so the test is
+        the exact permutation version of the Wilcoxon-type score test. With nuisance
+        variables the residuals are permuted Freedman–Lane style (exact only
+        asymptotically, as Freedman–Lane for OLS). Refitting a proportional-odds model per
+        territory and permutation instead would cost ``n_permutations * n_territories``
+        fits.
     covariates : str or list of str, optional
         Nuisance phenotype columns.
     lesion_volume : {None, False, True, "linear", "log"}
@@ -1378,7 +1389,9 @@ def territory_lsm(
     Freedman D, Lane D (1983). A nonstochastic interpretation of reported significance
     levels. J Bus Econ Stat 1:292-298. Winkler AM et al. (2014). Permutation inference for
     the general linear model. NeuroImage 92:381-397. Li C, Shepherd BE (2012). A new
-    residual for ordinal outcomes. Biometrika 99:473-480.
+    residual for ordinal outcomes. Biometrika 99:473-480. Liu Q, Li C, Wanga V, Shepherd BE
+    (2018). Covariate-adjusted Spearman's rank correlation with probability-scale
+    residuals. Biometrics 74:595-605.
     """
     t0 = time.perf_counter()
     check_option("method", method, _TLSM_METHODS)

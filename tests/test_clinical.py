@@ -540,6 +540,8 @@ def test_cohort_input_matches_arrays(cohort):
     ry = sm.OLS(ph["nihss"].to_numpy(float), Z).fit().resid
     assert res.r == pytest.approx(np.corrcoef(rx, ry)[0, 1], rel=1e-10)
     assert res.n == len(cohort.subjects)
+    with pytest.raises(AnalysisError, match=r"\['nihs'\] not found in the cohort's phenotype"):
+        volume_score_correlation(cohort, "nihs")
     om = outcome_model(cohort, "mrs", ["age", "lesion_volume", "sex"], family="ordinal")
     assert om.n == len(cohort.subjects) and om.predictors[-1].startswith("sex[")
     ref = OrderedModel(
