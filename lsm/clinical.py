@@ -66,6 +66,16 @@ _MAX_DUMMY_LEVELS = 20
 # --------------------------------------------------------------------------------------
 
 
+def _versions():
+    import scipy
+    import statsmodels
+
+    from . import __version__
+
+    return {"lsm": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "pandas": pd.__version__, "statsmodels": statsmodels.__version__}
+
+
 def _is_cohort(data):
     return hasattr(data, "phenotype") and hasattr(data, "lesion_volumes")
 
@@ -903,6 +913,7 @@ def volume_score_correlation(
             "ci_method": "BCa",
             "random_state": seed,
             "runtime_s": time.perf_counter() - t0,
+            "versions": _versions(),
         },
     )
 
@@ -1124,7 +1135,8 @@ def outcome_model(
         levels=levels_used,
         cutoff=cutoff_used,
         info={"ci_level": float(ci), "runtime_s": time.perf_counter() - t0,
-              "log_volume": bool(log_volume)},
+              "log_volume": bool(log_volume), "fit_kwargs": fit_kwargs,
+              "versions": _versions()},
     )
 
 
@@ -1525,6 +1537,6 @@ def territory_lsm(
         r_critical=r_crit,
         excluded=excluded,
         info={"random_state": seed, "n_jobs": n_jobs, "min_lesioned": min_lesioned,
-              "runtime_s": time.perf_counter() - t0,
+              "runtime_s": time.perf_counter() - t0, "versions": _versions(),
               "permutation_scheme": "Freedman-Lane" if nuisance else "permute score"},
     )

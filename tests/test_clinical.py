@@ -203,6 +203,7 @@ def test_correlation_result_api(frame):
     df = res.to_dataframe()
     assert df.loc[0, "r"] == res.r and df.loc[0, "ci_low"] == res.ci[0]
     assert "Spearman" in res.summary() and str(res.n) in res.summary()
+    assert res.info["random_state"] == 0 and res.info["versions"]["scipy"]
     assert "<pre>" in res._repr_html_()
     ax = res.plot()
     assert ax.get_xscale() == "log"
