@@ -12,6 +12,7 @@ scores.
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 from scipy import special, stats
 
 from ..exceptions import AnalysisError
@@ -111,15 +112,7 @@ def prepare_design(method, score, covariates=None):
         ties = ties.reshape(-1).astype(np.int64)
         counts = np.bincount(ties).astype(np.float64)
         below = np.cumsum(counts) - counts
-        k = counts.size
-        # A = g @ M gives, per tie group t, (# group members below t) + (# members at t) / 2.
-        m = np.triu(np.ones((k, k)), 1) + 0.5 * np.eye(k)
-        return Design(
-            method,
-            n,
-            ties,
-            extra={"counts": counts, "mid": below + counts / 2.0, "cummat": m},
-        )
+        return Design(method, n, ties, extra={"counts": counts, "mid": below + counts / 2.0})
     if method == "liebermeister":
         values = np.unique(y)
         if values.size != 2 or not np.array_equal(values, [0.0, 1.0]):
@@ -283,41 +276,104 @@ def _welch(design, x, info, perms):
     return t, df
 
 
-def bm_counts(design, x, perms):
-    """Lesioned subjects per (pattern, permutation, tie group) via one bincount."""
+def bm_packed_counts(design, x, perms):
+    """Lesioned subjects per (pattern, permutation, tie group), packed as bit fields.
+
+    Subject i contributes ``1 << (w * (t % d))`` to packed column ``t // d`` of the tie
+    group t of its permuted score, so one exact int64 sparse product ``X @ H`` counts
+    every tie group of every permutation at once; a count never exceeds ``2**w - 1``, so
+    fields never carry.
+
+    Returns
+    -------
+    packed : ndarray of shape (n_patterns * n_batch, n_packed), int64
+    width : int
+        Bits per count.
+    per_col : int
+        Counts per packed column.
+    """
     ties = _permuted(design.y, perms)  # (n, nb) tie group of each subject's permuted score
     k = design.extra["counts"].size
-    nb = ties.shape[1]
-    n_rows = x.shape[0]
-    rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(x.indptr))
-    idx = (rows * nb)[:, None] + np.arange(nb, dtype=np.int64)[None, :]
-    idx *= k
-    idx += ties[x.indices]
-    g = np.bincount(idx.ravel(), minlength=n_rows * nb * k)
-    return g.reshape(n_rows, nb, k).astype(np.float64)
+    n, nb = ties.shape
+    width = max(1, int(np.diff(x.indptr).max(initial=1)).bit_length())
+    per_col = 63 // width
+    n_cols = -(-k // per_col)
+    packed = np.zeros((n, nb, n_cols), dtype=np.int64)
+    np.put_along_axis(
+        packed,
+        (ties // per_col)[:, :, None],
+        np.left_shift(1, width * (ties % per_col))[:, :, None],
+        axis=2,
+    )
+    xi = sp.csr_matrix((np.ones(x.nnz, dtype=np.int64), x.indices, x.indptr), shape=x.shape)
+    sums = np.asarray(xi @ packed.reshape(n, nb * n_cols))
+    return sums.reshape(x.shape[0] * nb, n_cols), width, per_col
+
+
+def bm_counts(design, x, perms):
+    """Dense (n_patterns, n_batch, n_tie_groups) counts (for tests and small inputs)."""
+    packed, width, per_col = bm_packed_counts(design, x, perms)
+    k = design.extra["counts"].size
+    nb = 1 if perms is None else perms.shape[0]
+    return _unpack(packed, width, per_col, k).reshape(x.shape[0], nb, k)
+
+
+def _unpack(packed, width, per_col, k):
+    shifts = (width * np.arange(per_col, dtype=np.int64))[None, None, :]
+    digits = np.bitwise_and(np.right_shift(packed[:, :, None], shifts), (1 << width) - 1)
+    return digits.reshape(packed.shape[0], -1)[:, :k].astype(np.float64)
+
+
+_BM_BLOCK = 4096  # rows of (pattern, permutation) pairs per cache-sized block
+
+
+def _bm_sums(design, packed, width, per_col):
+    """Sums of squared placements of both groups, block by block (small reused buffers).
+
+    With g_t lesioned subjects in tie group t (c_t subjects, mid_t = #below + c_t/2) and
+    A_t = sum_{s<t} g_s + g_t/2 (prefix counts over the score order), a lesioned subject
+    in group t has placement mid_t - A_t among the non-lesioned, a non-lesioned one has
+    placement A_t among the lesioned. Every term is a multiple of 1/4 and every sum stays
+    far below 2**50, so all sums are exact whatever the summation order.
+    """
+    counts, mid = design.extra["counts"], design.extra["mid"]
+    mid2 = mid * mid
+    k = counts.size
+    m = packed.shape[0]
+    sp_, sp2, sq2 = np.empty(m), np.empty(m), np.empty(m)
+    a = np.empty((min(m, _BM_BLOCK), k))
+    tmp = np.empty_like(a)
+    for s in range(0, m, _BM_BLOCK):
+        e = min(m, s + _BM_BLOCK)
+        g = _unpack(packed[s:e], width, per_col, k)
+        ab, tb = a[: e - s], tmp[: e - s]
+        np.cumsum(g, axis=1, out=ab)
+        np.multiply(g, 0.5, out=tb)
+        ab -= tb
+        np.multiply(g, ab, out=tb)  # g * A
+        sga = tb.sum(axis=1)
+        sgaa = np.einsum("ij,ij->i", tb, ab)
+        sgam = tb @ mid
+        sp_[s:e] = g @ mid - sga
+        sp2[s:e] = g @ mid2 - 2.0 * sgam + sgaa
+        np.multiply(ab, ab, out=tb)
+        sq2[s:e] = tb @ counts - sgaa
+    return sp_, sp2, sq2
 
 
 def _brunner_munzel(design, x, info, perms):
-    # Placements. For a lesioned subject j, P_j = #(non-lesioned below) + #(tied)/2; for a
+    # Placements: for a lesioned subject j, P_j = #(non-lesioned below) + #(tied)/2; for a
     # non-lesioned k, Q_k = #(lesioned below) + #(tied)/2 (overall minus within-group
-    # mid-ranks). With g_t lesioned subjects in tie group t (of c_t subjects, below_t
-    # below it) and A_t = sum_{s<t} g_s + g_t/2 (prefix counts over the score order):
-    #   P = below_t + c_t/2 - A_t for the g_t lesioned, Q = A_t for the c_t - g_t others.
-    # Every term is a multiple of 1/4, so the sums are exact in float64.
-    g = bm_counts(design, x, perms)
-    n_rows, nb, k = g.shape
-    counts, mid = design.extra["counts"], design.extra["mid"]
-    a = (g.reshape(-1, k) @ design.extra["cummat"]).reshape(g.shape)
-    dev = mid - a
-    gdev = g * dev
-    sp = gdev.sum(axis=2)
-    sp2 = (gdev * dev).sum(axis=2)
-    sq2 = ((counts - g) * a * a).sum(axis=2)
+    # mid-ranks). Their group variances are the Brunner-Munzel variance estimates.
+    packed, width, per_col = bm_packed_counts(design, x, perms)
+    nb = 1 if perms is None else perms.shape[0]
+    shape = (x.shape[0], nb)
+    sp_, sp2, sq2 = (v.reshape(shape) for v in _bm_sums(design, packed, width, per_col))
     n1, n0 = info["n1"][:, None], info["n0"][:, None]
     n = design.n
-    sq = n1 * n0 - sp
-    diff = (sp / n1 + (n1 + 1) / 2) - (sq / n0 + (n0 + 1) / 2)
-    var1 = np.maximum(sp2 - sp * sp / n1, 0.0) / (n1 - 1)
+    sq = n1 * n0 - sp_
+    diff = (sp_ / n1 + (n1 + 1) / 2) - (sq / n0 + (n0 + 1) / 2)
+    var1 = np.maximum(sp2 - sp_ * sp_ / n1, 0.0) / (n1 - 1)
     var0 = np.maximum(sq2 - sq * sq / n0, 0.0) / (n0 - 1)
     v = n1 * var1 + n0 * var0
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1,0 +1,373 @@
+"""Voxel-based lesion-symptom mapping on a :class:`~lsm.cohort.Cohort`.
+
+:func:`vlsm` selects the analysable subjects, builds the sparse lesion matrix, runs the
+array-only engine :func:`lsm.stats.voxelwise_test` and wraps its arrays into a
+:class:`~lsm.results.VLSMResult` on the cohort grid.
+"""
+
+import datetime
+import sys
+import types
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from ._utils import check_option
+from .exceptions import AnalysisError, PhenotypeError, SpaceError
+from .stats import ALTERNATIVES, CORRECTIONS, METHODS, voxelwise_test
+
+__all__ = ["vlsm", "LESION_VOLUME_OPTIONS"]
+
+logger = logging.getLogger("lsm")
+
+LESION_VOLUME_OPTIONS = (None, "covariate", "dtlvc")
+
+
+def _numeric(values, column, what):
+    """Column as float, refusing text that is not a number (missing stays NaN)."""
+    present = values.notna()
+    as_num = pd.to_numeric(values[present].astype(object), errors="coerce")
+    bad = as_num.isna()
+    if bad.any():
+        examples = ", ".join(f"{s}={v!r}" for s, v in values[present][bad].head(3).items())
+        raise PhenotypeError(
+            f"The {what} column {column!r} has non-numeric values ({examples}). Recode them, "
+            "or declare them missing in the phenotype table."
+        )
+    out = pd.Series(np.nan, index=values.index, dtype="float64")
+    out[present] = as_num.astype("float64")
+    return out
+
+
+def _covariate_frame(phenotype, covariates):
+    """Numeric covariate matrix; text columns are dummy-coded (first level dropped)."""
+    columns = []
+    for name in covariates:
+        if name not in phenotype.columns:
+            raise PhenotypeError(
+                f"Covariate {name!r} is not in the phenotype; available columns: "
+                f"{list(phenotype.columns)}."
+            )
+        col = phenotype[name]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            columns.append(_numeric(col, name, "covariate").rename(name))
+            continue
+        as_num = pd.to_numeric(col.dropna().astype(object), errors="coerce")
+        if not as_num.isna().any():
+            columns.append(_numeric(col, name, "covariate").rename(name))
+            continue
+        levels = sorted(col.dropna().astype(str).unique())
+        logger.info("covariate %r is categorical: dummy-coded against level %r", name, levels[0])
+        for level in levels[1:]:
+            dummy = (col.astype(object) == level).astype("float64").rename(f"{name}[{level}]")
+            dummy[col.isna()] = np.nan
+            columns.append(dummy)
+    return pd.concat(columns, axis=1) if columns else pd.DataFrame(index=phenotype.index)
+
+
+def _check_combination(method, covariates, lesion_volume):
+    if covariates and method != "regression":
+        raise ValueError(
+            f"covariates are only supported with method='regression' (OLS with Freedman-Lane "
+            f"permutations), not method={method!r}. Use method='regression' to adjust for "
+            f"{list(covariates)}."
+        )
+    if lesion_volume is not None and method != "regression":
+        raise ValueError(
+            f"lesion_volume={lesion_volume!r} is only supported with method='regression', not "
+            f"method={method!r}: lesion volume enters the regression model ('covariate') or "
+            "rescales lesion status ('dtlvc'), which rank and count tests cannot do."
+        )
+
+
+def _versions():
+    import joblib
+    import nibabel
+    import nilearn
+    import scipy
+    import statsmodels
+
+    from . import __version__
+
+    return {
+        "lsm": __version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "statsmodels": statsmodels.__version__,
+        "joblib": joblib.__version__,
+        "nibabel": nibabel.__version__,
+        "nilearn": nilearn.__version__,
+    }
+
+
+def _null_statistic(correction, alternative, v):
+    if correction in ("cluster_size", "cluster_mass"):
+        return f"max_{correction}"
+    if correction == "tfce":
+        return "max_abs_tfce" if alternative == "two-sided" else "max_tfce"
+    side = {"two-sided": "abs_z", "greater": "z", "less": "neg_z"}[alternative]
+    return f"max_{side}" if correction == "fwe" else f"v{v}th_largest_{side}"
+
+
+def vlsm(
+    cohort,
+    score,
+    *,
+    method="ttest",
+    covariates=None,
+    lesion_volume=None,
+    n_permutations=5000,
+    correction="fwe",
+    alpha=0.05,
+    v=1,
+    min_lesioned=0.05,
+    alternative="two-sided",
+    n_jobs=1,
+    random_state=None,
+    verbose=0,
+    cluster_threshold=0.001,
+):
+    """Voxel-based lesion-symptom mapping with permutation inference.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Lesion masks and phenotype on a common grid (``space="MNI"``).
+    score : str
+        Phenotype column to map (e.g. ``"nihss"``).
+    method : {"ttest", "welch", "brunner_munzel", "regression", "liebermeister"}
+        ``"ttest"``: pooled-variance t. ``"welch"``: unequal-variance t.
+        ``"brunner_munzel"``: rank test with exact mid-ranks for tied scores (NIHSS, mRS).
+        ``"regression"``: OLS t of the score on lesion status plus covariates,
+        Freedman-Lane permutations. ``"liebermeister"``: binary score (two values; the
+        larger is coded 1) against lesion status, Liebermeister's quasi-exact test.
+    covariates : str or list of str, optional
+        Phenotype columns entering the model (``method="regression"`` only). Text columns
+        are dummy-coded.
+    lesion_volume : {None, "covariate", "dtlvc"}
+        Lesion-volume control, ``method="regression"`` only: ``"covariate"`` adds lesion
+        volume (ml) to the model; ``"dtlvc"`` (direct total lesion volume control) divides
+        lesion status by sqrt(lesion volume). Any other method with a lesion-volume
+        control, and covariates with any method but regression, raise ``ValueError``.
+    n_permutations : int
+        Permutations of the score (not used by ``fdr_bh``, ``fdr_by`` and ``none``).
+    correction : {"fwe", "cfwer", "fdr_bh", "fdr_by", "cluster_size", "cluster_mass", "tfce", "none"}
+        ``"fwe"``: max statistic; ``"cfwer"``: v-th largest statistic (v voxels,
+        Mirman et al. 2018); ``"fdr_bh"``/``"fdr_by"``: FDR on the parametric p-values;
+        ``"cluster_size"``/``"cluster_mass"``: cluster-level inference with clusters
+        formed at ``cluster_threshold`` (26-connectivity); ``"tfce"``: threshold-free
+        cluster enhancement of the z map (E=0.5, H=2, step 0.1); ``"none"``.
+        Where the degrees of freedom differ between voxels (Welch, Brunner-Munzel) the
+        permutation maxima are taken over z.
+    alpha : float
+        A voxel is significant when its corrected p-value is <= alpha.
+    v : int
+        Number of voxels allowed to be false positives for ``"cfwer"``.
+    min_lesioned : int or float
+        A voxel is tested when at least this many subjects are lesioned there and at
+        least this many are not; a float in (0, 1) is a fraction f of the analysed
+        subjects (count = ceil(f * N)). Must amount to at least 2.
+    alternative : {"two-sided", "greater", "less"}
+        ``"greater"``: lesioned subjects have higher scores (positive statistic).
+    n_jobs : int
+        joblib workers (-1: all cores). The result does not depend on it.
+    random_state : None, int or numpy.random.Generator
+        Seed of the permutations. ``None`` draws a seed, recorded in the provenance.
+    verbose : int
+        Progress bars when > 0.
+    cluster_threshold : float
+        Uncorrected p forming clusters for the cluster corrections (per tail when
+        two-sided).
+
+    Returns
+    -------
+    result : VLSMResult
+        Maps on the cohort grid, the null distribution, parameters and provenance
+        (analysed and excluded subjects, tested voxels, unique lesion patterns...).
+
+    Raises
+    ------
+    AnalysisError
+        No subject left, constant score, no voxel passing ``min_lesioned``...
+    """
+    t0 = time.perf_counter()
+    from .results import VLSMResult
+
+    check_option("method", method, METHODS)
+    check_option("correction", correction, CORRECTIONS)
+    check_option("alternative", alternative, ALTERNATIVES)
+    check_option("lesion_volume", lesion_volume, LESION_VOLUME_OPTIONS)
+    if getattr(cohort, "space", "MNI") != "MNI":
+        raise SpaceError(
+            f"Voxel-wise analyses need masks in a common standard space, but this cohort is in "
+            f"{cohort.space!r} space (e.g. ISLES'24 native CT masks). Register the masks to MNI "
+            "first, or use territory-level analyses."
+        )
+    if not isinstance(score, str):
+        raise TypeError(f"score must be the name of a phenotype column, got {score!r}.")
+    covariates = [covariates] if isinstance(covariates, str) else list(covariates or [])
+    _check_combination(method, covariates, lesion_volume)
+
+    phenotype = cohort.phenotype.loc[list(cohort.subjects)]
+    if score not in phenotype.columns:
+        raise PhenotypeError(
+            f"Score column {score!r} is not in the phenotype; available columns: "
+            f"{list(phenotype.columns)}."
+        )
+    y = _numeric(phenotype[score], score, "score")
+    cov = _covariate_frame(phenotype, covariates)
+    volumes = None
+    if lesion_volume is not None:
+        volumes = pd.Series(np.asarray(cohort.lesion_volumes, dtype=np.float64), index=phenotype.index)
+
+    excluded, keep = [], []
+    for subject in phenotype.index:
+        if np.isnan(y[subject]):
+            excluded.append({"subject": subject, "reason": f"missing score {score!r}"})
+            continue
+        missing = [c for c in cov.columns if np.isnan(cov.at[subject, c])]
+        if missing:
+            names = sorted({c.split("[")[0] for c in missing})
+            excluded.append({"subject": subject, "reason": f"missing covariate {', '.join(map(repr, names))}"})
+            continue
+        if volumes is not None and not volumes[subject] > 0:
+            excluded.append({"subject": subject, "reason": "zero lesion volume (lesion volume control)"})
+            continue
+        keep.append(subject)
+    if excluded:
+        logger.info("%d subject(s) excluded from the analysis of %r", len(excluded), score)
+    if not keep:
+        raise AnalysisError(
+            f"No subject left to analyse {score!r}: all {len(excluded)} subjects were excluded "
+            f"(first reasons: {[e['reason'] for e in excluded[:3]]})."
+        )
+
+    scores = y[keep].to_numpy()
+    if method == "liebermeister":
+        levels = np.unique(scores)
+        if levels.size != 2:
+            raise AnalysisError(
+                f"method='liebermeister' needs a binary score, but {score!r} takes {levels.size} "
+                f"distinct value(s) among the analysed subjects ({levels[:6].tolist()}). "
+                "Dichotomise it first (e.g. mRS > 2)."
+            )
+        scores = (scores == levels[1]).astype(np.float64)
+    cov_matrix = cov.loc[keep].to_numpy(dtype=np.float64) if cov.shape[1] else None
+    lesion_scale = None
+    if lesion_volume == "covariate":
+        vol = volumes[keep].to_numpy()[:, None]
+        cov_matrix = vol if cov_matrix is None else np.column_stack([cov_matrix, vol])
+    elif lesion_volume == "dtlvc":
+        lesion_scale = 1.0 / np.sqrt(volumes[keep].to_numpy())
+
+    seed = random_state
+    if random_state is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    elif isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        seed = int(random_state)
+
+    lesions = cohort.lesion_matrix(subjects=keep)
+    engine = voxelwise_test(
+        lesions,
+        scores,
+        method=method,
+        covariates=cov_matrix,
+        lesion_scale=lesion_scale,
+        n_permutations=n_permutations,
+        correction=correction,
+        alpha=alpha,
+        v=v,
+        min_lesioned=min_lesioned,
+        alternative=alternative,
+        n_jobs=n_jobs,
+        random_state=seed,
+        grid_shape=cohort.shape,
+        cluster_threshold=cluster_threshold,
+        verbose=verbose,
+    )
+
+    observed = None
+    if engine.null_distribution is not None:
+        if correction in ("fwe", "cfwer"):
+            side = {"two-sided": np.abs, "greater": lambda a: a, "less": lambda a: -a}[alternative]
+            k = v if correction == "cfwer" else 1
+            observed = float(np.sort(side(engine.z))[::-1][min(k, engine.z.size) - 1])
+        elif correction == "tfce":
+            tf = engine.extra_maps["tfce"]
+            observed = float(np.max(np.abs(tf))) if tf.size else 0.0
+        else:
+            observed = float(engine.extra_maps[correction].max(initial=0.0))
+
+    params = {
+        "score": score,
+        "method": method,
+        "covariates": covariates,
+        "lesion_volume": lesion_volume,
+        "n_permutations": engine.n_permutations,
+        "correction": correction,
+        "alpha": alpha,
+        "v": v,
+        "min_lesioned": min_lesioned,
+        "min_lesioned_count": engine.min_lesioned,
+        "alternative": alternative,
+        "random_state": random_state if isinstance(random_state, (int, type(None))) else None,
+        "n_jobs": n_jobs,
+    }
+    if correction in ("cluster_size", "cluster_mass", "tfce"):
+        params.update(
+            cluster_threshold=cluster_threshold,
+            cluster_forming_z=engine.info["cluster_forming_z"],
+            connectivity=26,
+            tfce_step=engine.info["tfce_step"],
+        )
+    provenance = {
+        "n_subjects": len(keep),
+        "subjects": list(keep),
+        "excluded": excluded,
+        "n_voxels_tested": int(engine.tested.sum()),
+        "n_unique_patterns": engine.n_unique_patterns,
+        "n_non_estimable_voxels": engine.info["n_non_estimable_voxels"],
+        "seed": seed if isinstance(seed, int) else None,
+        "null_units": "z" if correction in ("fwe", "cfwer") else correction,
+        "covariate_columns": list(cov.columns) + (["lesion_volume_ml"] if lesion_volume == "covariate" else []),
+        "score_coding": (
+            {"0": float(levels[0]), "1": float(levels[1])} if method == "liebermeister" else None
+        ),
+        "versions": _versions(),
+        "engine": {k: engine.info[k] for k in ("batch_size", "n_chunks", "n_workers")},
+        "runtime_s": time.perf_counter() - t0,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    extra = dict(engine.extra_maps)
+    return VLSMResult.from_arrays(
+        affine=cohort.affine,
+        shape=cohort.shape,
+        tested=engine.tested,
+        stat=engine.stat,
+        z=engine.z,
+        p=engine.p,
+        p_corrected=engine.p_corrected,
+        significant=engine.significant,
+        n_lesioned=engine.n_lesioned,
+        threshold=engine.threshold,
+        null_distribution=engine.null_distribution,
+        params=params,
+        provenance=provenance,
+        extra_maps=extra,
+        observed=observed,
+        null_statistic=None if engine.null_distribution is None else _null_statistic(correction, alternative, v),
+    )
+
+
+class _CallableModule(types.ModuleType):
+    """``lsm.vlsm`` is both this module and the function: importing the submodule
+    (``from lsm.vlsm import vlsm``) rebinds the package attribute ``lsm.vlsm`` to the
+    module, so the module forwards calls to :func:`vlsm`."""
+
+    def __call__(self, *args, **kwargs):
+        return vlsm(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
