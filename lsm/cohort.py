@@ -38,14 +38,22 @@ DROPPED_COLUMNS = ["subject", "source", "reason"]
 def normalize_id(value):
     """Normalise a subject ID to BIDS ``sub-<label>``.
 
-    ``1000``, ``1000.0``, ``"1000"`` and ``"sub-1000"`` all give ``"sub-1000"``. Characters
-    that BIDS labels do not allow (anything but letters and digits) are removed, so
-    ``"Subject_001"`` gives ``"sub-Subject001"``.
+    ``1000``, ``1000.0``, ``"1000.0"``, ``"1000"`` and ``"sub-1000"`` all give
+    ``"sub-1000"``. Underscores, hyphens and spaces, which BIDS labels do not allow, are
+    removed (``"Subject_001"`` gives ``"sub-Subject001"``); any other punctuation is an
+    error rather than a guess.
     """
     text = _as_text(value)
     if text is None or text in ("", "n/a"):
         raise CohortError(f"Empty subject ID {value!r}: every row and mask needs an ID.")
     label = text[4:] if text.startswith("sub-") else text
+    if re.fullmatch(r"\d+\.0*", label):
+        label = label.split(".")[0]  # '10.0' as written by a float column is subject 10
+    if re.search(r"[^A-Za-z0-9_\- ]", label):
+        raise CohortError(
+            f"Subject ID {value!r} has characters a BIDS label cannot hold; use letters and "
+            "digits only (underscores, hyphens and spaces are removed)."
+        )
     clean = re.sub(r"[^A-Za-z0-9]", "", label)
     if not clean:
         raise CohortError(f"Subject ID {value!r} has no letter or digit to form a BIDS label.")
@@ -224,7 +232,10 @@ def _grid_of(target):
     if isinstance(target, Cohort):
         return target.affine, target.shape
     img = target if isinstance(target, nib.spatialimages.SpatialImage) else nib.load(str(target))
-    return np.asarray(img.affine, dtype=np.float64), tuple(int(s) for s in img.shape[:3])
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) < 3 or (len(shape) > 3 and any(s != 1 for s in shape[3:])):
+        raise LesionImageError(f"A 3D image is needed to define a grid; got shape {shape}.")
+    return np.asarray(img.affine, dtype=np.float64), shape[:3]
 
 
 def _run_parallel(func, args, n_jobs, verbose):
@@ -315,14 +326,20 @@ def load_cohort(
         )
 
     if target_img is None:
-        first = sources[joined[0]]
-        try:
-            affine, shape = _grid_of(first)
-        except Exception as exc:
+        # The grid of the first mask whose header is a readable 3D image; a broken mask is
+        # reported (and dropped) by the checks below, not used as the grid.
+        affine = shape = None
+        for subject in joined:
+            try:
+                affine, shape = _grid_of(sources[subject])
+                break
+            except Exception as exc:  # noqa: BLE001 - any unreadable header: try the next
+                logger.info("Not using %s's mask as the common grid: %s", subject, exc)
+        if affine is None:
             raise LesionImageError(
-                f"Cannot read the grid of {joined[0]}'s mask {_source_name(first)!r} (used as the common "
-                f"grid): {exc}. Pass target_img= explicitly."
-            ) from exc
+                "No lesion mask is a readable 3D image to define the common grid (first: "
+                f"{joined[0]}, {_source_name(sources[joined[0]])!r}). Check the files or pass target_img=."
+            )
     else:
         affine, shape = _grid_of(target_img)
 

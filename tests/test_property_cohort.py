@@ -596,11 +596,16 @@ def test_float_text_ids_match_integer_ids(tmp_path):
     assert set(cohort.dropped["subject"]) == {"sub-100", "sub-20"}
 
 
-def test_2d_first_mask_without_target_img_is_a_named_error(tmp_path):
+def test_2d_first_mask_without_target_img_is_listed(tmp_path):
     """The grid comes from the first subject's mask when target_img=None; a 2D first
-    mask must give a LesionImageError naming it (not a bare ValueError from numpy)."""
+    mask is not used as the grid (no bare ValueError from numpy): the next valid mask
+    defines it and the 2D one is listed in ``dropped`` naming why."""
     nib.save(nib.Nifti1Image(np.ones(SHAPE[:2], np.uint8), AFFINE), tmp_path / "sub-1_lesion.nii.gz")
     nib.save(nib.Nifti1Image(np.ones(SHAPE, np.uint8), AFFINE), tmp_path / "sub-2_lesion.nii.gz")
     table = pd.DataFrame({"participant_id": [1, 2], "score": [1.0, 2.0]})
+    with pytest.warns(DroppedSubjectsWarning):
+        cohort = load_cohort(tmp_path, table)
+    assert cohort.subjects == ["sub-2"] and cohort.shape == SHAPE
+    assert "2D" in cohort.dropped.set_index("subject").loc["sub-1", "reason"]
     with pytest.raises(LesionImageError, match="sub-1"):
-        load_cohort(tmp_path, table)
+        load_cohort(tmp_path, table, on_invalid="raise")
