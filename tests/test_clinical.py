@@ -611,3 +611,20 @@ def test_territory_lsm_correction_choice(frame, correction, column):
         res.table.sort_values("r", ascending=False).index
     )
     matplotlib.pyplot.close("all")
+
+
+def test_soop_cohort_matches_independent_join(soop_cohort, shared_data_dir):
+    """Cohort path on the real data: the same r as scipy on participants.tsv joined with the
+    reference lesion volumes (artery_reference.tsv, voxels of 1 mm^3), read without lsm."""
+    soop = shared_data_dir / "soop"
+    ph = pd.read_csv(soop / "participants.tsv", sep="\t", na_values="n/a",
+                     index_col="participant_id")
+    ref = pd.read_csv(soop / "artery_reference.tsv", sep="\t", index_col="participant_id")
+    data = ph.join(ref["lesion_volume"] / 1000.0, how="inner")[["lesion_volume", "nihss", "age"]]
+    with pytest.warns(DroppedSubjectsWarning):
+        res = volume_score_correlation(soop_cohort, "nihss", method="pearson", n_boot=0)
+    ok = data[["lesion_volume", "nihss"]].dropna()
+    assert res.n == len(ok)
+    expected = stats.pearsonr(ok["lesion_volume"], ok["nihss"])
+    assert res.r == pytest.approx(expected.statistic, rel=1e-9)
+    assert sorted(res.excluded["subject"]) == sorted(set(data.index) - set(ok.index))
