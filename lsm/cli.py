@@ -19,6 +19,7 @@ file, invalid mask or phenotype) prints one line ``lsm: error: ...`` and exits w
 
 import argparse
 import logging
+import os
 import re
 import sys
 import warnings
@@ -122,17 +123,29 @@ def _cohort_options(parser, phenotype_required):
     group.add_argument("--n-jobs", type=int, default=1, help="parallel workers (-1: all cores)")
 
 
-def _atlas_options(parser):
-    group = parser.add_argument_group("atlas")
-    group.add_argument(
-        "--atlas", metavar="NIFTI",
-        help="integer label image with a label table (.tsv/.csv/.txt) of the same stem beside it; "
-        "default: the arterial territory atlas of Liu et al. (2023)",
-    )
+def _data_dir_option(group):
     group.add_argument(
         "--data-dir", metavar="DIR",
-        help="folder holding (or receiving) the arterial atlas; default: $LSM_DATA, else ~/lsm_data",
+        help="folder holding (or receiving) the arterial atlas, as the LSM_DATA environment variable; "
+        "default: $LSM_DATA, else ~/lsm_data",
     )
+
+
+def _atlas_options(parser, custom=True):
+    """--atlas (a custom label image) for territory commands; --no-territories for cluster tables."""
+    group = parser.add_argument_group("atlas")
+    if custom:
+        group.add_argument(
+            "--atlas", metavar="NIFTI",
+            help="integer label image with a label table (.tsv/.csv/.txt) of the same stem beside it; "
+            "default: the arterial territory atlas of Liu et al. (2023)",
+        )
+    else:
+        group.add_argument(
+            "--no-territories", action="store_true",
+            help="do not label clusters with arterial territories (no atlas needed)",
+        )
+    _data_dir_option(group)
 
 
 def _add(subparsers, parent, name, help, description):
@@ -166,7 +179,7 @@ def build_parser():
         "table, the overlap map and an HTML report (report.html).",
     )
     _output_options(p, default=Path("lsm_demo"))
-    p.add_argument("--n-subjects", type=int, default=120, help="size of the synthetic cohort")
+    p.add_argument("--n-subjects", type=int, default=200, help="size of the synthetic cohort")
     p.add_argument("--n-permutations", type=int, default=1000, help="permutations (FWE)")
     p.add_argument("--random-state", type=int, default=0, help="seed of the simulation and permutations")
     p.add_argument("--n-jobs", type=int, default=1, help="parallel workers (results do not depend on it)")
@@ -184,21 +197,25 @@ def build_parser():
     g = p.add_argument_group("analysis (as in lsm.vlsm)")
     g.add_argument("-s", "--score", required=True, help="phenotype column to map (e.g. nihss)")
     g.add_argument("--method", default="ttest",
-                   help="ttest, welch, brunner-munzel, ols (with covariates) or liebermeister")
+                   help="ttest, welch, brunner_munzel, regression (with covariates) or liebermeister")
     g.add_argument("--covariates", nargs="+", default=None, metavar="COLUMN",
-                   help="phenotype columns to control for (method ols)")
+                   help="phenotype columns entering the model (method regression)")
     g.add_argument("--lesion-volume", default=None, metavar="MODE",
-                   help="control for lesion volume (see lsm.vlsm's lesion_volume)")
-    g.add_argument("--n-permutations", type=int, default=1000, help="permutations")
-    g.add_argument("--correction", default="fwe", help="fwe, cfwer, fdr, cluster, tfce or none")
+                   help="lesion-volume control with method regression: covariate or dtlvc")
+    g.add_argument("--n-permutations", type=int, default=5000, help="permutations")
+    g.add_argument("--correction", default="fwe",
+                   help="fwe, cfwer, fdr_bh, fdr_by, cluster_size, cluster_mass, tfce or none")
+    g.add_argument("--cluster-threshold", type=float, default=None, metavar="P",
+                   help="uncorrected p forming clusters (cluster_size, cluster_mass)")
     g.add_argument("--alpha", type=float, default=0.05, help="significance level")
     g.add_argument("--alternative", default="two-sided", help="two-sided, greater or less")
     g.add_argument("--min-lesioned", default=None, metavar="N",
-                   help="test voxels lesioned in at least N subjects (an int) or this fraction (a float < 1)")
-    g.add_argument("--v", type=int, default=None, help="CFWER: number of false positive voxels tolerated")
+                   help="test voxels lesioned (and spared) in at least N subjects, or this fraction of "
+                   "them (a number < 1); default 0.05")
+    g.add_argument("--v", type=int, default=None, help="correction cfwer: false positive voxels tolerated")
     g.add_argument("--random-state", type=int, default=0, help="seed of the permutations")
     g.add_argument("--no-report", action="store_true", help="do not write report.html")
-    _atlas_options(p)
+    _atlas_options(p, custom=False)
     p.set_defaults(func=_cmd_vlsm)
 
     # territory-load ----------------------------------------------------------------------
@@ -264,7 +281,7 @@ def build_parser():
     g.add_argument("--n-permutations", type=int, default=5000,
                    help="permutations of the territory-level test")
     g.add_argument("--random-state", type=int, default=0, help="seed of the bootstrap and permutations")
-    _atlas_options(p)
+    _data_dir_option(p.add_argument_group("atlas"))
     p.set_defaults(func=_cmd_correlate)
 
     # report --------------------------------------------------------------------------------
@@ -282,7 +299,7 @@ def build_parser():
     p.add_argument("-p", "--phenotype", metavar="FILE", help="phenotype table of the cohort")
     p.add_argument("--id-column", default="participant_id", help="phenotype column holding subject IDs")
     p.add_argument("--title", default=None, help="title of the report")
-    _atlas_options(p)
+    _atlas_options(p, custom=False)
     p.set_defaults(func=_cmd_report)
     return parser
 
@@ -354,10 +371,6 @@ def _atlas(args, level=1):
         if not Path(args.atlas).exists():
             raise FileNotFoundError(f"Atlas image {args.atlas!r} does not exist.")
         return args.atlas
-    if args.data_dir is not None:
-        from .datasets import fetch_arterial_atlas
-
-        return fetch_arterial_atlas(level=1, resolution=1, data_dir=args.data_dir)
     return None
 
 
@@ -446,14 +459,16 @@ def _cmd_vlsm(args):
         options["min_lesioned"] = _min_lesioned(args.min_lesioned)
     if args.v is not None:
         options["v"] = args.v
+    if args.cluster_threshold is not None:
+        options["cluster_threshold"] = args.cluster_threshold
     cohort = _load(args)
     with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
         result = vlsm(cohort, args.score, **options)
-        atlas = "arterial" if args.atlas is None else None
-        move_result_files(result, tmp, atlas=atlas, data_dir=args.data_dir)
+        atlas = None if args.no_territories else "arterial"
+        move_result_files(result, tmp, atlas=atlas)
         _write_dropped(cohort, tmp, result.provenance.get("excluded") or ())
         if not args.no_report:
-            result.to_html(tmp / "report.html", cohort=cohort, atlas=atlas, data_dir=args.data_dir)
+            result.to_html(tmp / "report.html", cohort=cohort, atlas=atlas)
         _write_description(tmp, f"lsm VLSM of {args.score!r}", args)
     _say(args, str(result.summary()))
     _say(args, f"lsm: wrote {args.output}/")
@@ -625,9 +640,8 @@ def _cmd_report(args):
         args.target_img, args.voxel_size, args.mask_threshold = None, None, None
         args.dictionary, args.coerce, args.n_jobs = None, False, 1
         cohort = _load(args)
-    atlas = "arterial" if args.atlas is None else None
-    result.to_html(output, cohort=cohort, overwrite=args.overwrite, title=args.title,
-                   atlas=atlas, data_dir=args.data_dir)
+    atlas = None if args.no_territories else "arterial"
+    result.to_html(output, cohort=cohort, overwrite=args.overwrite, title=args.title, atlas=atlas)
     _say(args, f"lsm: wrote {output}")
     return EXIT_OK
 
@@ -672,6 +686,8 @@ def main(argv=None):
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "data_dir", None):
+        os.environ["LSM_DATA"] = str(args.data_dir)
     handler = _configure_logging(args)
     old_showwarning = warnings.showwarning
     if not args.debug:

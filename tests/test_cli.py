@@ -7,10 +7,6 @@ numbers computed here independently (brute-force sums over the masks, scipy.stat
 """
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -22,44 +18,9 @@ from scipy import stats
 import lsm
 from lsm.simulate import make_synthetic_cohort
 
+from cli_helpers import console_script, error_line, run_lsm
+
 SUBCOMMANDS = ["demo", "vlsm", "territory-load", "descriptors", "overlap", "correlate", "report"]
-
-
-# ----------------------------------------------------------------------------- helpers
-def _env(**extra):
-    env = dict(os.environ)
-    env["MPLBACKEND"] = "Agg"
-    env.pop("LSM_DATA", None)  # nothing here needs the real data: prove it
-    env["LSM_DATA"] = str(Path(__file__).parent / "no-such-data-dir")
-    env.update(extra)
-    return env
-
-
-def run_lsm(*args, cwd=None, env=None, exe=None):
-    """Run the command line in a subprocess; returns the CompletedProcess."""
-    cmd = [exe] if exe else [sys.executable, "-m", "lsm"]
-    return subprocess.run(
-        cmd + [str(a) for a in args], cwd=cwd, env=env or _env(), capture_output=True, text=True,
-        timeout=300,
-    )
-
-
-def console_script():
-    """The installed ``lsm`` executable: next to the interpreter, else on PATH."""
-    here = Path(sys.executable).parent
-    for name in ("lsm", "lsm.exe"):
-        if (here / name).is_file():
-            return str(here / name)
-    return shutil.which("lsm")
-
-
-def _error_line(proc):
-    """The stderr of a failed run must be exactly one line ``lsm: error: ...``."""
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("lsm: error:")]
-    assert len(errors) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +101,7 @@ def test_missing_required_option_is_a_usage_error():
 def test_missing_lesion_folder_one_line_error(tmp_path):
     proc = run_lsm("overlap", "--lesions", tmp_path / "nowhere", "--output", tmp_path / "out")
     assert proc.returncode == 1
-    line = _error_line(proc)
+    line = error_line(proc)
     assert "nowhere" in line and "does not exist" in line
     assert not (tmp_path / "out").exists()
 
@@ -156,14 +117,14 @@ def test_missing_id_column_names_the_column(study, tmp_path):
     proc = run_lsm("overlap", "-l", root / "lesions", "-p", root / "participants.tsv",
                    "--id-column", "patient", "-o", tmp_path / "out")
     assert proc.returncode == 1
-    line = _error_line(proc)
+    line = error_line(proc)
     assert "'patient'" in line and "participant_id" in line
 
 
 def test_bad_voxel_size_names_the_option(study, tmp_path):
     proc = run_lsm("overlap", "-l", study["root"] / "lesions", "--voxel-size", "-2", "-o", tmp_path / "o")
     assert proc.returncode == 1
-    assert "--voxel-size" in _error_line(proc)
+    assert "--voxel-size" in error_line(proc)
 
 
 def test_out_of_range_phenotype_value_names_subject_and_column(study, tmp_path):
@@ -173,7 +134,7 @@ def test_out_of_range_phenotype_value_names_subject_and_column(study, tmp_path):
     table.to_csv(bad, sep="\t")
     proc = run_lsm("overlap", "-l", study["root"] / "lesions", "-p", bad, "-o", tmp_path / "o")
     assert proc.returncode == 1
-    line = _error_line(proc)
+    line = error_line(proc)
     assert "sub-005" in line and "nihss" in line and "99" in line
 
 
@@ -183,7 +144,7 @@ def test_output_is_not_overwritten_without_flag(study, tmp_path):
     (out / "keep.txt").write_text("precious")
     proc = run_lsm("overlap", "-l", study["root"] / "lesions", "-o", out)
     assert proc.returncode == 1
-    assert "--overwrite" in _error_line(proc)
+    assert "--overwrite" in error_line(proc)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     proc = run_lsm("overlap", "-l", study["root"] / "lesions", "-o", out, "--overwrite")
     assert proc.returncode == 0, proc.stderr
@@ -285,8 +246,8 @@ def test_vlsm_outputs_match_the_library(study, tmp_path):
     out = tmp_path / "vlsm"
     root = study["root"]
     proc = run_lsm("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "score",
-                   "--n-permutations", "100", "--random-state", "7", "--atlas", root / "quadrants.nii.gz",
-                   "-o", out)
+                   "--n-permutations", "100", "--random-state", "7", "--no-territories",
+                   "--no-report", "-o", out)
     assert proc.returncode == 0, proc.stderr
     assert "VLSM Results" in proc.stdout
     saved = lsm.VLSMResult.load(out)
@@ -302,18 +263,19 @@ def test_vlsm_outputs_match_the_library(study, tmp_path):
     hit = np.array([m[voxel] for m in masks.values()])
     t, _ = stats.ttest_ind(scores[hit], scores[~hit])
     assert np.asarray(saved.stat.dataobj)[voxel] == pytest.approx(t, rel=1e-6)
-    for name in ("report.html", "dataset_description.json", "dropped.tsv", "vlsm_clusters.tsv"):
+    for name in ("dataset_description.json", "dropped.tsv", "vlsm_clusters.tsv", "vlsm_null.tsv"):
         assert (out / name).is_file(), name
+    assert not (out / "report.html").exists()  # --no-report
     assert pd.read_csv(out / "dropped.tsv", sep="\t")["subject"].tolist() == ["sub-999"]
 
-    # report: a new HTML file from the saved folder, refused a second time without --overwrite
-    html = tmp_path / "again.html"
-    proc = run_lsm("report", out, "-o", html, "--atlas", root / "quadrants.nii.gz")
+    # report: the HTML file of the saved folder (default RESULT/report.html), refused a second
+    # time without --overwrite
+    proc = run_lsm("report", out, "--no-territories")
     assert proc.returncode == 0, proc.stderr
-    text = html.read_text()
+    text = (out / "report.html").read_text()
     assert text.lstrip().lower().startswith("<!doctype html") and "</html>" in text
-    proc = run_lsm("report", out, "-o", html)
-    assert proc.returncode == 1 and "--overwrite" in _error_line(proc)
+    proc = run_lsm("report", out)
+    assert proc.returncode == 1 and "--overwrite" in error_line(proc)
 
 
 def test_vlsm_bad_method_names_the_parameter(study, tmp_path):
@@ -322,7 +284,7 @@ def test_vlsm_bad_method_names_the_parameter(study, tmp_path):
     proc = run_lsm("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "score",
                    "--method", "magic", "-o", tmp_path / "out")
     assert proc.returncode == 1
-    line = _error_line(proc)
+    line = error_line(proc)
     assert "'method'" in line and "magic" in line
     assert not (tmp_path / "out").exists()
 
@@ -333,4 +295,35 @@ def test_vlsm_unknown_score_column(study, tmp_path):
     proc = run_lsm("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "gait",
                    "-o", tmp_path / "out")
     assert proc.returncode == 1
-    assert "gait" in _error_line(proc)
+    assert "gait" in error_line(proc)
+
+
+# ----------------------------------------------------------------------------- real data
+def test_territory_load_on_soop_masks_matches_reference(shared_data_dir, tmp_path):
+    """20 real SOOP masks given as a file list, the arterial atlas from --data-dir, checked
+    against the independent artery_reference.tsv computed by the SOOP authors."""
+    soop = shared_data_dir / "soop"
+    reference = pd.read_csv(soop / "artery_reference.tsv", sep="\t", index_col="participant_id")
+    files = sorted((soop / "lesions").glob("bwsrsub-*_lesion.nii.gz"))[:20]
+    out = tmp_path / "loads"
+    proc = run_lsm("territory-load", "-l", *files, "-p", soop / "participants.tsv", "--level", "1",
+                   "--data-dir", shared_data_dir, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    loads = pd.read_csv(out / "level-1_measure-territoryfraction_territoryload.tsv", sep="\t",
+                        index_col="participant_id")
+    dropped = pd.read_csv(out / "dropped.tsv", sep="\t")
+    assert len(loads) + (dropped["source"] != "phenotype").sum() == len(files)
+    # labels 11, 12, 25, 26, 29, 30 are truncated by the reference's cropped grid; its
+    # right-side names of 10/12/14/16 repeat the left ones, so match columns by label number
+    by_label = {int(c.split("_")[0]): c for c in reference.columns if c.split("_")[0].isdigit()}
+    atlas_names = pd.read_csv(shared_data_dir / "arterial_atlas" / "labels_level-1.tsv", sep="\t",
+                              index_col="index")["abbrev"]
+    compared = 0
+    for label, column in by_label.items():
+        if label in (11, 12, 25, 26, 29, 30):
+            continue
+        np.testing.assert_allclose(loads[atlas_names[label]], reference.loc[loads.index, column],
+                                   atol=1e-12, err_msg=atlas_names[label])
+        compared += 1
+    assert compared == 25
+    np.testing.assert_allclose(loads["lesion_volume_ml"], reference.loc[loads.index, "lesion_volume"] / 1000)
