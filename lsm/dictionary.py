@@ -28,7 +28,6 @@ A value that fails is an error naming the subject, the column and the value, unl
 import json
 import logging
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +46,12 @@ _FALSE = {"0", "0.0", "false", "no", "n", "f"}
 
 
 def _bundled_dictionary_dir():
-    try:
-        path = resources.files("lsm.data_dictionary")
-        if path.is_dir() and any(p.name.endswith(".json") for p in path.iterdir()):
-            return Path(str(path))
-    except (ModuleNotFoundError, TypeError):
-        pass
-    # Source checkout (tests run from the repository): data_dictionary/ beside lsm/.
-    return Path(__file__).resolve().parents[1] / "data_dictionary"
+    """``lsm/data_dictionary`` when installed, else ``data_dictionary/`` of a source checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "data_dictionary"
+    if any(installed.glob("*.json")):
+        return installed
+    return here.parent / "data_dictionary"
 
 
 def _read_json_entries(path):
