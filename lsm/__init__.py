@@ -28,6 +28,9 @@ _LAZY = {
     "outcome_model": "lsm.clinical",
     "territory_lsm": "lsm.clinical",
     "datasets": "lsm.datasets",
+    "plotting": "lsm.plotting",
+    "report": "lsm.report",
+    "simulate": "lsm.simulate",
     "exceptions": "lsm.exceptions",
 }
 

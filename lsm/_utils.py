@@ -36,6 +36,12 @@ def check_random_state(random_state):
     return np.random.default_rng(random_state)
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _check_target(path, overwrite):
     path = Path(path)
     if path.exists() and not overwrite:
@@ -57,6 +63,7 @@ def atomic_output_dir(path, overwrite=False):
     path = _check_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
     try:
         yield tmp
     except BaseException:
@@ -83,6 +90,7 @@ def atomic_write_text(path, text, overwrite=False, encoding="utf-8"):
     try:
         with os.fdopen(fd, "w", encoding=encoding) as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

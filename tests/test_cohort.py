@@ -338,3 +338,20 @@ def test_load_soop_join_counts(shared_data_dir):
     # '89+' ages are parsed as 89 and listed
     assert (cohort.coerced["value"] == "89+").sum() > 0
     assert cohort.phenotype["age"].max() == 89
+
+
+def test_atomic_outputs_respect_umask(tmp_path):
+    import os
+    import stat
+
+    from lsm._utils import atomic_output_dir, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        with atomic_output_dir(tmp_path / "out") as tmp:
+            (tmp / "a.txt").write_text("x")
+        atomic_write_text(tmp_path / "r.html", "<html></html>")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "r.html").stat().st_mode) == 0o644
