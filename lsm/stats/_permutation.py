@@ -222,8 +222,16 @@ def _null_chunk(design, x, info, weights, perms, batch, v, alternative):
     """Worker: per-permutation ``v`` largest comparison values of one pattern chunk."""
     out = []
     for b0 in range(0, perms.shape[0], batch):
+        if design.method in st.CONSTANT_DF:
+            # t is increasing in the proxy u: select on u, convert only the selected values.
+            u, ss = st.ols_proxy(design, x, info, perms[b0 : b0 + batch])
+            top = top_values(alternative_transform(u, alternative), weights, v)
+            sign = -1.0 if alternative == "less" else 1.0
+            t = st.proxy_to_t(sign * top, ss[:, None], design.df)
+            out.append(np.where(np.isneginf(top), -np.inf, sign * t))
+            continue
         stat, df = st.compute_stat(design, x, info, perms[b0 : b0 + batch])
-        if design.method in st.CONSTANT_DF or design.method == "liebermeister":
+        if design.method == "liebermeister":
             out.append(top_values(alternative_transform(stat, alternative), weights, v))
         else:
             out.append(_top_z(stat, df, alternative, weights, v))

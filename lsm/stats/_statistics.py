@@ -156,6 +156,8 @@ def column_info(design, x, n_lesioned):
             d = xx - (proj * proj).sum(axis=1)
         info["xtx"] = xx
         info["d"] = d
+        with np.errstate(divide="ignore", invalid="ignore"):
+            info["inv_sqrt_d"] = 1.0 / np.sqrt(d)
     if design.method == "liebermeister":
         info.update(_liebermeister_tables(design, n_lesioned))
     return info
@@ -226,19 +228,39 @@ def compute_stat(design, x, info, perms=None):
     raise ValueError(f"unknown method {method!r}")
 
 
-def _ols_t(design, x, info, perms):
+def ols_proxy(design, x, info, perms):
+    """Monotone proxy of the OLS t: ``u = x'R_Z y* / sqrt(x'R_Z x)`` and ``||R_Z y*||^2``.
+
+    For each permutation, t is an increasing function of u (see :func:`proxy_to_t`), so
+    the permutation maxima are found on u and only the selected values are turned into t.
+
+    Returns
+    -------
+    u : ndarray of shape (n_patterns, n_batch)
+    ss : ndarray of shape (n_batch,)
+    """
     # Freedman-Lane: permuted residuals of the reduced model, residualised again on Z.
     # For a binary (or scaled) lesion column x: x' R_Z y* = x' (R_Z y*), a sparse product.
     e = _permuted(design.y, perms)
     if design.basis is not None and perms is not None:
         e -= design.basis @ (design.basis.T @ e)
     ss = np.einsum("ij,ij->j", e, e)
-    s = np.asarray(x @ e)
-    d = info["d"][:, None]
-    resid = np.maximum(ss[None, :] - s * s / d, 0.0)
+    u = np.asarray(x @ e)
+    u *= info["inv_sqrt_d"][:, None]
+    return u, ss
+
+
+def proxy_to_t(u, ss, df):
+    """t = u sqrt(df) / sqrt(ss - u^2), increasing in u; +-inf for a perfect fit."""
+    resid = np.maximum(ss - u * u, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = s / np.sqrt(d) / np.sqrt(resid / design.df)
-    return _fix_zero_variance(t, s, resid <= 1e-12 * ss[None, :])
+        t = u * np.sqrt(df) / np.sqrt(resid)
+    return _fix_zero_variance(t, u, resid <= 1e-12 * ss)
+
+
+def _ols_t(design, x, info, perms):
+    u, ss = ols_proxy(design, x, info, perms)
+    return proxy_to_t(u, ss[None, :], design.df)
 
 
 def _fix_zero_variance(t, numerator, zero_var):
