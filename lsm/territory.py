@@ -25,6 +25,7 @@ background (label 0) or outside the atlas's field of view are counted in the ``o
 column.
 """
 
+import functools
 import logging
 import os
 import warnings
@@ -275,16 +276,26 @@ def _sidecar_table(path):
     )
 
 
+@functools.lru_cache(maxsize=2)
+def _default_atlas(data_dir):
+    """The level-1, 1 mm arterial atlas of ``data_dir``, read and checked once per process."""
+    from .datasets import fetch_arterial_atlas
+
+    fetched = fetch_arterial_atlas(level=1, resolution=1, data_dir=data_dir)
+    atlas = _resolve_atlas((fetched.img, fetched.labels))
+    atlas.data.flags.writeable = False
+    return _LabelAtlas(atlas.data, atlas.affine, atlas.table, "arterial atlas (Liu et al. 2023), level 1, 1 mm")
+
+
 def _resolve_atlas(atlas):
     """The ``atlas`` argument -> :class:`_LabelAtlas` (image labels checked against the table)."""
     import nibabel as nib
 
     if atlas is None:
-        from .datasets import fetch_arterial_atlas
+        from .datasets import get_data_dir
 
-        fetched = fetch_arterial_atlas(level=1, resolution=1)
-        img, table, name = fetched.img, fetched.labels, "arterial atlas (Liu et al. 2023), 1 mm"
-    elif isinstance(atlas, _LabelAtlas):
+        return _default_atlas(str(get_data_dir()))
+    if isinstance(atlas, _LabelAtlas):
         return atlas
     elif hasattr(atlas, "img") and hasattr(atlas, "labels"):
         img, table, name = atlas.img, atlas.labels, getattr(atlas, "name", "custom atlas")
@@ -474,26 +485,46 @@ def _atlas_labels_on_grid(atlas, affine, shape):
 
 
 # -------------------------------------------------------------- lesion matrix
-def _check_cohort(cohort, what):
+class _LesionRows:
+    """A cohort's sparse lesion matrix handed out in row blocks, never built whole.
+
+    ``indptr`` is the CSR row pointer of the whole matrix (from the lesion sizes), so the
+    blocks can be cut by number of lesion voxels; ``block(a, b)`` is
+    ``cohort.lesion_matrix(subjects[a:b])`` as 0/1 CSR.
+    """
+
+    def __init__(self, cohort, subjects=None):
+        self._cohort = cohort
+        self.subjects = list(cohort.subjects if subjects is None else subjects)
+        self.shape = tuple(int(s) for s in cohort.shape)
+        self.n_voxels = int(np.prod(self.shape))
+        sizes = [np.asarray(cohort.lesion_indices(s)).size for s in self.subjects]
+        self.indptr = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+
+    def __len__(self):
+        return len(self.subjects)
+
+    def block(self, start, stop):
+        X = self._cohort.lesion_matrix(subjects=self.subjects[start:stop])
+        X = X.tocsr() if sparse.issparse(X) else sparse.csr_matrix(X)
+        if X.shape[1] != self.n_voxels:
+            raise AnalysisError(
+                f"The cohort's lesion matrix has {X.shape[1]} columns but its grid {self.shape} has "
+                f"{self.n_voxels} voxels."
+            )
+        if X.data.size and not np.all(X.data == 1):
+            X.data = (X.data != 0).astype(np.uint8)
+            X.eliminate_zeros()
+        return X
+
+
+def _check_cohort(cohort, what, subjects=None):
     if getattr(cohort, "space", "MNI") == "native":
         raise SpaceError(
             f"{what} needs lesions in a common standard space, but this cohort is in native space "
             "(e.g. ISLES'24 CT masks). Normalise the masks to MNI first."
         )
-    X = cohort.lesion_matrix()
-    if not sparse.issparse(X):
-        X = sparse.csr_matrix(X)
-    X = X.tocsr()
-    if X.shape[1] != int(np.prod(cohort.shape)):
-        raise AnalysisError(
-            f"The cohort's lesion matrix has {X.shape[1]} columns but its grid {cohort.shape} has "
-            f"{int(np.prod(cohort.shape))} voxels."
-        )
-    if X.data.size and not np.all(X.data == 1):
-        X = X.copy()
-        X.data = (X.data != 0).astype(np.uint8)
-        X.eliminate_zeros()
-    return X
+    return _LesionRows(cohort, subjects)
 
 
 def _row_chunks(indptr, n_jobs, max_nnz=_CHUNK_NNZ):
@@ -517,15 +548,19 @@ def _effective_n_jobs(n_jobs):
     return effective_n_jobs(int(n_jobs))
 
 
-def _map_chunks(func, X, n_jobs, prefer="threads"):
-    """Apply ``func(X[start:stop])`` to row chunks, serially or with joblib; list of results."""
+def _map_chunks(func, rows, n_jobs, prefer="threads"):
+    """``[func(block) for block in row blocks of the lesion matrix]``, serially or with joblib.
+
+    Blocks hold at most ``_CHUNK_NNZ`` lesion voxels (and there are at least n_jobs of
+    them); they are built one by one as workers take them, which bounds memory.
+    """
     n_jobs = _effective_n_jobs(n_jobs)
-    chunks = _row_chunks(X.indptr, n_jobs)
+    chunks = _row_chunks(rows.indptr, n_jobs)
     if n_jobs == 1 or len(chunks) < 2:
-        return [func(X[a:b]) for a, b in chunks]
+        return [func(rows.block(a, b)) for a, b in chunks]
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=n_jobs, prefer=prefer)(delayed(func)(X[a:b]) for a, b in chunks)
+    return Parallel(n_jobs=n_jobs, prefer=prefer)(delayed(func)(rows.block(a, b)) for a, b in chunks)
 
 
 def _one_hot(columns, n_columns):
@@ -537,10 +572,10 @@ def _one_hot(columns, n_columns):
     )
 
 
-def _territory_counts(X, voxel_columns, n_columns, n_jobs):
+def _territory_counts(rows, voxel_columns, n_columns, n_jobs):
     """Lesioned-voxel counts per (subject, column): ``X @ one_hot(voxel_columns)``."""
     H = _one_hot(voxel_columns, n_columns)
-    parts = _map_chunks(lambda block: (block @ H).toarray(), X, n_jobs)
+    parts = _map_chunks(lambda block: (block @ H).toarray(), rows, n_jobs)
     if not parts:
         return np.zeros((0, n_columns), dtype=np.int64)
     return np.vstack(parts).astype(np.int64)
@@ -559,7 +594,7 @@ class _Loads:
     atlas_name: str
 
 
-def _compute_loads(X, affine, shape, atlas, levels, n_jobs):
+def _compute_loads(rows, affine, shape, atlas, levels, n_jobs):
     """{level: _Loads} for one atlas; the grid mapping is computed once.
 
     The first level costs one sparse product; a coarser level requested with it (2 after
@@ -572,7 +607,7 @@ def _compute_loads(X, affine, shape, atlas, levels, n_jobs):
     for level in sorted(levels):
         terr = _territories(atlas, level)
         if base is None:
-            counts = _territory_counts(X, terr.lut[on_grid], terr.n + 1, n_jobs)
+            counts = _territory_counts(rows, terr.lut[on_grid], terr.n + 1, n_jobs)
             atlas_counts = np.bincount(terr.lut[atlas.data.ravel()], minlength=terr.n + 1)
         else:
             group = np.zeros((base.territories.n + 1, terr.n + 1), dtype=np.int64)
@@ -639,9 +674,9 @@ def territory_load(cohort, *, atlas=None, level=1, measure="territory_fraction",
     """
     check_option("level", level, (1, 2))
     check_option("measure", measure, _MEASURES)
-    X = _check_cohort(cohort, "territory_load")
+    rows = _check_cohort(cohort, "territory_load")
     atlas = _resolve_atlas(atlas)
-    loads = _compute_loads(X, cohort.affine, cohort.shape, atlas, (level,), n_jobs)[level]
+    loads = _compute_loads(rows, cohort.affine, cohort.shape, atlas, (level,), n_jobs)[level]
     k = loads.territories.n
     frame = pd.DataFrame(
         _measure_values(loads, measure),
@@ -664,7 +699,7 @@ def territory_load(cohort, *, atlas=None, level=1, measure="territory_fraction",
     return frame
 
 
-def _lesion_moments(X, affine, shape, n_jobs):
+def _lesion_moments(rows, affine, shape, n_jobs):
     """Per subject: voxel count, world-coordinate sums (x, y, z) and left weight.
 
     One sparse product ``X @ V`` with V (voxels x 4) holding each voxel centre's world x,
@@ -678,9 +713,9 @@ def _lesion_moments(X, affine, shape, n_jobs):
         V[:, axis] = _world_axis(affine, shape, axis).ravel()
     tol = 1e-6 * float(np.abs(affine[:3, :3]).max())
     V[:, 3] = (V[:, 0] < -tol) + 0.5 * (np.abs(V[:, 0]) <= tol)
-    parts = _map_chunks(lambda block: block @ V, X, n_jobs)
-    out = np.zeros((X.shape[0], 5))
-    out[:, 0] = np.diff(X.indptr)
+    parts = _map_chunks(lambda block: block @ V, rows, n_jobs)
+    out = np.zeros((len(rows), 5))
+    out[:, 0] = np.diff(rows.indptr)
     if parts:
         out[:, 1:] = np.vstack(parts)
     return out
@@ -705,7 +740,7 @@ def _count_components(indices, shape, min_size):
     return int(np.count_nonzero(sizes >= min_size))
 
 
-def _components(X, shape, min_size, n_jobs):
+def _components(rows, shape, min_size, n_jobs):
     def block_components(block):
         return [
             _count_components(block.indices[block.indptr[r] : block.indptr[r + 1]], shape, min_size)
@@ -713,7 +748,7 @@ def _components(X, shape, min_size, n_jobs):
         ]
 
     # ndimage.label holds the GIL: processes, not threads.
-    parts = _map_chunks(block_components, X, n_jobs, prefer="processes")
+    parts = _map_chunks(block_components, rows, n_jobs, prefer="processes")
     return np.array([n for part in parts for n in part], dtype=np.int64)
 
 
@@ -786,11 +821,11 @@ def lesion_descriptors(cohort, *, atlas=None, min_component_size=1, hemisphere_t
     _check_threshold(hemisphere_threshold)
     if not isinstance(min_component_size, (int, np.integer)) or min_component_size < 1:
         raise ValueError(f"min_component_size must be a positive integer (voxels); got {min_component_size!r}.")
-    X = _check_cohort(cohort, "lesion_descriptors")
+    rows = _check_cohort(cohort, "lesion_descriptors")
     atlas = _resolve_atlas(atlas)
     levels = (1, 2) if "level2_index" in atlas.table.columns else (1,)
-    loads = _compute_loads(X, cohort.affine, cohort.shape, atlas, levels, n_jobs)
-    mom = _lesion_moments(X, cohort.affine, cohort.shape, n_jobs)
+    loads = _compute_loads(rows, cohort.affine, cohort.shape, atlas, levels, n_jobs)
+    mom = _lesion_moments(rows, cohort.affine, cohort.shape, n_jobs)
     n = mom[:, 0]
     with np.errstate(invalid="ignore", divide="ignore"):
         left = mom[:, 4] / n
@@ -799,7 +834,7 @@ def lesion_descriptors(cohort, *, atlas=None, min_component_size=1, hemisphere_t
         {
             "volume_ml": n * cohort.voxel_volume_ml,
             "n_voxels": n.astype(np.int64),
-            "n_components": _components(X, cohort.shape, int(min_component_size), n_jobs),
+            "n_components": _components(rows, cohort.shape, int(min_component_size), n_jobs),
             "hemisphere": _hemisphere_labels(left, hemisphere_threshold),
             "left_fraction": left,
             "right_fraction": 1.0 - left,
@@ -825,19 +860,20 @@ def lesion_descriptors(cohort, *, atlas=None, min_component_size=1, hemisphere_t
     return frame
 
 
-def _overlap_img(X, rows, shape, affine, normalize, label):
+def _overlap_img(rows, affine, normalize, label):
     import nibabel as nib
 
-    block = X[rows] if rows is not None else X
-    counts = np.bincount(block.indices, minlength=int(np.prod(shape))).reshape(shape)
-    n = block.shape[0]
+    counts = np.zeros(rows.n_voxels, dtype=np.int64)
+    for start, stop in _row_chunks(rows.indptr, 1):
+        counts += np.bincount(rows.block(start, stop).indices, minlength=rows.n_voxels)
+    n = len(rows)
     if normalize:
-        data = (counts / n).astype(np.float32) if n else np.zeros(shape, np.float32)
+        data = (counts / max(n, 1)).astype(np.float32)
         what = "fraction"
     else:
         data = counts.astype(np.int32)
         what = "count"
-    img = nib.Nifti1Image(data, affine)
+    img = nib.Nifti1Image(data.reshape(rows.shape), affine)
     img.header["descrip"] = f"lsm overlap {what}, n={n} {label}"[:79].encode()
     return img
 
@@ -864,9 +900,8 @@ def overlap_map(cohort, *, normalize=True, by=None, max_groups=20):
     Nifti1Image on the cohort grid, or dict of value -> Nifti1Image when ``by`` is given
         (values in sorted order).
     """
-    X = _check_cohort(cohort, "overlap_map")
     if by is None:
-        return _overlap_img(X, None, cohort.shape, cohort.affine, normalize, "subjects")
+        return _overlap_img(_check_cohort(cohort, "overlap_map"), cohort.affine, normalize, "subjects")
     if by not in cohort.phenotype.columns:
         raise PhenotypeError(
             f"Column {by!r} (the 'by' parameter) is not in the phenotype; available columns: "
@@ -886,7 +921,7 @@ def overlap_map(cohort, *, normalize=True, by=None, max_groups=20):
         logger.info("overlap_map: %d subject(s) with missing %r left out", n_missing, by)
     return {
         level: _overlap_img(
-            X, np.flatnonzero((values == level).to_numpy(dtype=bool, na_value=False)), cohort.shape,
+            _check_cohort(cohort, "overlap_map", values.index[(values == level).to_numpy(dtype=bool, na_value=False)]),
             cohort.affine, normalize, f"{by}={level}",
         )
         for level in levels
@@ -971,11 +1006,11 @@ def territory_summary(cohort, *, level=2, atlas=None, hemisphere_threshold=0.95,
     """
     check_option("level", level, (1, 2))
     _check_threshold(hemisphere_threshold)
-    X = _check_cohort(cohort, "territory_summary")
+    rows = _check_cohort(cohort, "territory_summary")
     atlas = _resolve_atlas(atlas)
-    loads = _compute_loads(X, cohort.affine, cohort.shape, atlas, (level,), n_jobs)[level]
+    loads = _compute_loads(rows, cohort.affine, cohort.shape, atlas, (level,), n_jobs)[level]
     terr = loads.territories
-    k, n_subjects = terr.n, X.shape[0]
+    k, n_subjects = terr.n, len(rows)
     lesioned = loads.counts[:, :k]
     involved = lesioned > 0
     dominant, _ = _dominant(loads)
@@ -996,7 +1031,7 @@ def territory_summary(cohort, *, level=2, atlas=None, hemisphere_threshold=0.95,
         },
         index=pd.Index(terr.names, name="abbrev"),
     )
-    mom = _lesion_moments(X, cohort.affine, cohort.shape, n_jobs)
+    mom = _lesion_moments(rows, cohort.affine, cohort.shape, n_jobs)
     with np.errstate(invalid="ignore", divide="ignore"):
         sides = _hemisphere_labels(mom[:, 4] / mom[:, 0], hemisphere_threshold)
     hemispheres = pd.Series(
