@@ -215,7 +215,11 @@ def test_t_to_z_tail_identity_and_far_tail():
     assert abs(zz[switch] / zz[switch - 1] - 1) < 0.01
 
 
-def test_unique_patterns_roundtrip_and_collision_fallback(monkeypatch):
+@pytest.mark.parametrize("block", [7, 1 << 22])
+def test_unique_patterns_roundtrip_and_collision_fallback(monkeypatch, block):
+    from lsm.stats import _patterns
+
+    monkeypatch.setattr(_patterns, "_BLOCK_NNZ", block)  # tiny blocks: column-block loop
     rng = np.random.default_rng(0)
     les = (rng.random((15, 200)) < 0.2).astype(float)
     les[:, 100:150] = les[:, [3]]
@@ -225,8 +229,6 @@ def test_unique_patterns_roundtrip_and_collision_fallback(monkeypatch):
     assert counts.sum() == 200 and counts[inv[3]] >= 51
     assert pats.shape[1] == len({les[:, j].tobytes() for j in range(200)})
     # Force a total hash collision: the exact fallback must still group correctly.
-    from lsm.stats import _patterns
-
     monkeypatch.setattr(_patterns, "_column_hash", lambda idx, ptr, w: np.zeros(ptr.size - 1, np.uint64))
     pats2, inv2, _ = unique_patterns(sp.csr_matrix(les))
     assert np.array_equal(pats2.toarray()[:, inv2], les)

@@ -31,6 +31,20 @@ def _group_exact(indices, indptr):
     return reps, inverse
 
 
+_BLOCK_NNZ = 1 << 22  # lesioned entries per block: bounds the temporaries to ~100 MB
+
+
+def _column_blocks(indptr):
+    """Column ranges holding about ``_BLOCK_NNZ`` non-zeros each."""
+    n_cols = indptr.size - 1
+    bounds = [0]
+    while bounds[-1] < n_cols:
+        target = indptr[bounds[-1]] + _BLOCK_NNZ
+        nxt = int(np.searchsorted(indptr, target, side="right")) - 1
+        bounds.append(min(n_cols, max(nxt, bounds[-1] + 1)))
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def unique_patterns(lesions):
     """Find the unique columns (lesion patterns) of a binary sparse matrix.
 
@@ -48,18 +62,27 @@ def unique_patterns(lesions):
     counts : ndarray of shape (n_patterns,), int64
         Number of voxels sharing each pattern.
     """
-    csc = sp.csc_matrix(lesions, copy=True)
+    csc = sp.csc_matrix(lesions)
+    if not csc.has_canonical_format:
+        csc = csc.copy()
+        csc.sum_duplicates()
     csc.eliminate_zeros()
-    csc.sort_indices()
-    indices = csc.indices.astype(np.int64, copy=False)
-    indptr = csc.indptr.astype(np.int64, copy=False)
+    indices, indptr = csc.indices, csc.indptr
     n_subjects, n_voxels = csc.shape
     rng = np.random.default_rng(0x15A)  # fixed: the hash must not depend on any user seed
-    w1 = rng.integers(0, np.iinfo(np.uint64).max, size=n_subjects, dtype=np.uint64, endpoint=True)
-    w2 = rng.integers(0, np.iinfo(np.uint64).max, size=n_subjects, dtype=np.uint64, endpoint=True)
-    nnz = np.diff(indptr).astype(np.uint64)
-    keys = np.stack([nnz, _column_hash(indices, indptr, w1), _column_hash(indices, indptr, w2)], 1)
+    top = np.iinfo(np.uint64).max
+    w1 = rng.integers(0, top, size=n_subjects, dtype=np.uint64, endpoint=True)
+    w2 = rng.integers(0, top, size=n_subjects, dtype=np.uint64, endpoint=True)
+    blocks = _column_blocks(indptr)
+    keys = np.empty((n_voxels, 3), dtype=np.uint64)
+    keys[:, 0] = np.diff(indptr)
+    for a, b in blocks:
+        sub_idx = indices[indptr[a] : indptr[b]]
+        sub_ptr = indptr[a : b + 1] - indptr[a]
+        keys[a:b, 1] = _column_hash(sub_idx, sub_ptr, w1)
+        keys[a:b, 2] = _column_hash(sub_idx, sub_ptr, w2)
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    del keys
     inverse = inverse.reshape(-1)
     # Order patterns by first occurrence so the output does not depend on hash values.
     order = np.argsort(first, kind="stable")
@@ -68,15 +91,20 @@ def unique_patterns(lesions):
     reps, inverse = first[order], rank[inverse]
 
     # Verify that every column equals its representative (guards against collisions).
-    lengths = np.diff(indptr)
-    offsets = np.arange(indices.size) - np.repeat(indptr[:-1], lengths)
-    rep_pos = np.repeat(indptr[reps[inverse]], lengths) + offsets
-    if not np.array_equal(indices, indices[rep_pos]):
-        reps, inverse = _group_exact(indices, indptr)
+    for a, b in blocks:
+        lengths = np.diff(indptr[a : b + 1])
+        rep_start = np.repeat(indptr[reps[inverse[a:b]]].astype(np.int64), lengths)
+        offsets = np.arange(indptr[a], indptr[b], dtype=np.int64) - np.repeat(
+            indptr[a:b].astype(np.int64), lengths
+        )
+        if not np.array_equal(indices[indptr[a] : indptr[b]], indices[rep_start + offsets]):
+            reps, inverse = _group_exact(indices, indptr)
+            break
 
     counts = np.bincount(inverse, minlength=reps.size).astype(np.int64)
     patterns = csc[:, reps]
     patterns = sp.csc_matrix(
         (np.ones(patterns.nnz), patterns.indices, patterns.indptr), shape=(n_subjects, reps.size)
     )
+    patterns.sort_indices()
     return patterns, inverse.astype(np.int64), counts

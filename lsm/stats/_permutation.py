@@ -277,7 +277,7 @@ def _check_inputs(lesions, score, covariates, lesion_scale, method):
             raise ValueError(
                 f"lesions must be a 2D (n_subjects, n_voxels) matrix, got shape {lesions.shape}."
             )
-    lesions = sp.csc_matrix(lesions)
+    lesions = sp.csr_matrix(lesions)
     n = lesions.shape[0]
     y = np.asarray(score, dtype=np.float64).reshape(-1)
     if y.size != n:
@@ -417,9 +417,9 @@ def voxelwise_test(
     count = resolve_min_lesioned(min_lesioned, n)
     design = st.prepare_design(method, y, covariates)
 
-    binary = lesions.astype(bool).astype(np.int8)
-    binary.eliminate_zeros()
-    n_lesioned = np.diff(binary.indptr).astype(np.int64)
+    # Structure only (CSR: rows = subjects); explicit zeros are not lesions.
+    nonzero = lesions.data != 0
+    n_lesioned = np.bincount(lesions.indices[nonzero], minlength=n_voxels).astype(np.int64)
     tested = (n_lesioned >= count) & (n - n_lesioned >= count)
     if not tested.any():
         raise AnalysisError(
@@ -427,7 +427,11 @@ def voxelwise_test(
             f"(min_lesioned={min_lesioned!r}, {n} subjects, at most {n_lesioned.max()} "
             "lesioned in any voxel). Lower min_lesioned or add subjects."
         )
-    patterns, inverse, counts = unique_patterns(binary[:, tested])
+    binary = sp.csr_matrix(
+        (nonzero.astype(np.int8), lesions.indices, lesions.indptr), shape=lesions.shape
+    )[:, tested]
+    patterns, inverse, counts = unique_patterns(binary)
+    del binary
     x = sp.csr_matrix(patterns.T)
     x.sort_indices()
     if lesion_scale is not None:
