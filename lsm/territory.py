@@ -591,7 +591,6 @@ class _Loads:
     lesion_voxel_ml: float
     atlas_voxel_ml: float
     alignment: str
-    atlas_name: str
 
 
 def _compute_loads(rows, affine, shape, atlas, levels, n_jobs):
@@ -615,9 +614,9 @@ def _compute_loads(rows, affine, shape, atlas, levels, n_jobs):
             group[base.territories.lut[values], terr.lut[values]] = 1
             counts = base.counts @ group
             atlas_counts = np.append(base.atlas_counts, 0) @ group
-        loads = _Loads(terr, counts, atlas_counts[: terr.n], lesion_voxel_ml, atlas.voxel_volume_ml, alignment, atlas.name)
-        base = base or loads
-        out[level] = loads
+        out[level] = _Loads(terr, counts, atlas_counts[: terr.n], lesion_voxel_ml, atlas.voxel_volume_ml, alignment)
+        if base is None:
+            base = out[level]
     return out
 
 
