@@ -337,16 +337,17 @@ def bm_counts(design, x, perms):
     packed, width, per_col = bm_packed_counts(design, x, perms)
     k = design.extra["counts"].size
     nb = 1 if perms is None else perms.shape[0]
-    return _unpack(packed, width, per_col, k).reshape(x.shape[0], nb, k)
+    return _unpack_t(packed, width, per_col, k).T.reshape(x.shape[0], nb, k)
 
 
-def _unpack(packed, width, per_col, k):
-    shifts = (width * np.arange(per_col, dtype=np.int64))[None, None, :]
-    digits = np.bitwise_and(np.right_shift(packed[:, :, None], shifts), (1 << width) - 1)
-    return digits.reshape(packed.shape[0], -1)[:, :k].astype(np.float64)
+def _unpack_t(packed, width, per_col, k):
+    """Counts of a block of packed rows, transposed: (n_tie_groups, n_rows) float64."""
+    shifts = (width * np.arange(per_col, dtype=np.int64))[None, :, None]
+    digits = np.bitwise_and(np.right_shift(packed.T[:, None, :], shifts), (1 << width) - 1)
+    return digits.reshape(-1, packed.shape[0])[:k].astype(np.float64)
 
 
-_BM_BLOCK = 4096  # rows of (pattern, permutation) pairs per cache-sized block
+_BM_BLOCK = 8192  # (pattern, permutation) pairs per cache-sized block
 
 
 def _bm_sums(design, packed, width, per_col):
@@ -356,30 +357,33 @@ def _bm_sums(design, packed, width, per_col):
     A_t = sum_{s<t} g_s + g_t/2 (prefix counts over the score order), a lesioned subject
     in group t has placement mid_t - A_t among the non-lesioned, a non-lesioned one has
     placement A_t among the lesioned. Every term is a multiple of 1/4 and every sum stays
-    far below 2**50, so all sums are exact whatever the summation order.
+    far below 2**50, so all sums are exact whatever the summation order. Blocks are laid
+    out (tie group, pair) so that the prefix sums run over contiguous rows.
     """
     counts, mid = design.extra["counts"], design.extra["mid"]
     mid2 = mid * mid
     k = counts.size
     m = packed.shape[0]
     sp_, sp2, sq2 = np.empty(m), np.empty(m), np.empty(m)
-    a = np.empty((min(m, _BM_BLOCK), k))
+    a = np.empty((k, min(m, _BM_BLOCK)))
     tmp = np.empty_like(a)
     for s in range(0, m, _BM_BLOCK):
         e = min(m, s + _BM_BLOCK)
-        g = _unpack(packed[s:e], width, per_col, k)
-        ab, tb = a[: e - s], tmp[: e - s]
-        np.cumsum(g, axis=1, out=ab)
+        g = _unpack_t(packed[s:e], width, per_col, k)
+        ab, tb = a[:, : e - s], tmp[:, : e - s]
+        ab[0] = g[0]
+        for t in range(1, k):  # prefix sums row by row (numpy's axis-0 cumsum is slow)
+            np.add(ab[t - 1], g[t], out=ab[t])
         np.multiply(g, 0.5, out=tb)
         ab -= tb
         np.multiply(g, ab, out=tb)  # g * A
-        sga = tb.sum(axis=1)
-        sgaa = np.einsum("ij,ij->i", tb, ab)
-        sgam = tb @ mid
-        sp_[s:e] = g @ mid - sga
-        sp2[s:e] = g @ mid2 - 2.0 * sgam + sgaa
+        sga = tb.sum(axis=0)
+        sgaa = np.einsum("ij,ij->j", tb, ab)
+        sgam = mid @ tb
+        sp_[s:e] = mid @ g - sga
+        sp2[s:e] = mid2 @ g - 2.0 * sgam + sgaa
         np.multiply(ab, ab, out=tb)
-        sq2[s:e] = tb @ counts - sgaa
+        sq2[s:e] = counts @ tb - sgaa
     return sp_, sp2, sq2
 
 
