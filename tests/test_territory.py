@@ -150,6 +150,27 @@ def test_territory_load_matches_brute_force_on_shared_lattice(cohort, masks, atl
         assert np.isnan(table["XL"]).all()  # label 5 has no voxel in the atlas
 
 
+def test_permuted_axes_lattice_is_exact(atlas):
+    """Voxel axes in another order (i -> world y, j -> world -x, k -> world z): still exact."""
+    affine = np.array([[0.0, -1, 0, 3], [1, 0, 0, -4], [0, 0, 1, -3], [0, 0, 0, 1]])
+    rng = np.random.default_rng(7)
+    masks = [rng.random((7, 9, 6)) < 0.3 for _ in range(4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = territory_load(_cohort(masks, affine=affine), atlas=atlas, measure="ml")
+    values = LABELS["index"].tolist()
+    counts = _brute_counts(masks, affine, _atlas_data(), ATLAS_AFFINE, values)
+    assert_allclose(table.iloc[:, : len(values)].to_numpy(), counts[:, :-1] * 0.001, rtol=1e-12)
+    assert_allclose(table["outside_ml"], counts[:, -1] * 0.001, rtol=1e-12)
+    assert table.attrs["alignment"] == "exact"
+
+
+def test_lesion_fractions_and_outside_add_up_to_the_lesion(cohort, atlas):
+    table = territory_load(cohort, atlas=atlas, measure="lesion_fraction")
+    total = table.iloc[:, :-2].sum(axis=1) + table["outside_ml"] / table["lesion_volume_ml"]
+    assert_allclose(total, 1.0, rtol=1e-12)
+
+
 def test_territory_load_nearest_neighbour_matches_nilearn(atlas_img):
     """Atlas at 2 mm (no shared lattice): nearest-neighbour, with a ResamplingWarning."""
     from nilearn.image import resample_to_img
@@ -231,6 +252,7 @@ def test_label_table_forms_give_the_same_loads(cohort, atlas_img, tmp_path):
             atlas_img, pd.DataFrame({"name": LABELS["abbrev"].to_numpy()}, index=LABELS["index"].to_numpy())),
         "object with img and labels": types.SimpleNamespace(img=atlas_img, labels=LABELS),
         "image path with sidecar": img_path,
+        "float image with whole-number labels": (nib.Nifti1Image(_atlas_data().astype(np.float32), ATLAS_AFFINE), LABELS),
     }
     for what, form in forms.items():
         table = territory_load(cohort, atlas=form, measure="ml")
