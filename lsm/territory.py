@@ -548,11 +548,12 @@ def _effective_n_jobs(n_jobs):
     return effective_n_jobs(int(n_jobs))
 
 
-def _map_chunks(func, rows, n_jobs, prefer="threads"):
+def _map_chunks(func, rows, n_jobs):
     """``[func(block) for block in row blocks of the lesion matrix]``, serially or with joblib.
 
     Blocks hold at most ``_CHUNK_NNZ`` lesion voxels (and there are at least n_jobs of
-    them); they are built one by one as workers take them, which bounds memory.
+    them); they are built one by one as workers take them, which bounds memory. Workers
+    are threads: the sparse products and ndimage.label release the GIL.
     """
     n_jobs = _effective_n_jobs(n_jobs)
     chunks = _row_chunks(rows.indptr, n_jobs)
@@ -560,7 +561,7 @@ def _map_chunks(func, rows, n_jobs, prefer="threads"):
         return [func(rows.block(a, b)) for a, b in chunks]
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=n_jobs, prefer=prefer)(delayed(func)(rows.block(a, b)) for a, b in chunks)
+    return Parallel(n_jobs=n_jobs, prefer="threads")(delayed(func)(rows.block(a, b)) for a, b in chunks)
 
 
 def _one_hot(columns, n_columns):
@@ -746,8 +747,9 @@ def _components(rows, shape, min_size, n_jobs):
             for r in range(block.shape[0])
         ]
 
-    # ndimage.label holds the GIL: processes, not threads.
-    parts = _map_chunks(block_components, rows, n_jobs, prefer="processes")
+    # Threads: ndimage.label runs its labelling loop without the GIL, and threads need no
+    # copy of the lesion blocks (processes were slower for SOOP).
+    parts = _map_chunks(block_components, rows, n_jobs)
     return np.array([n for part in parts for n in part], dtype=np.int64)
 
 
