@@ -7,6 +7,9 @@ numbers computed here independently (brute-force sums over the masks, scipy.stat
 """
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -18,7 +21,7 @@ from scipy import stats
 import lsm
 from lsm.simulate import make_synthetic_cohort
 
-from cli_helpers import console_script, error_line, run_lsm
+from cli_helpers import _env, console_script, error_line, run_lsm
 
 SUBCOMMANDS = ["demo", "vlsm", "territory-load", "descriptors", "overlap", "correlate", "report"]
 
@@ -238,6 +241,49 @@ def test_correlate_matches_scipy(study, tmp_path):
     assert table["r"].iloc[0] == pytest.approx(rho, abs=1e-10)
     assert table["p"].iloc[0] == pytest.approx(p, rel=1e-6)
     assert (out / "volumescore_scatter.png").stat().st_size > 1000
+
+
+def _run_on_terminal(*args):
+    """Run ``python -m lsm`` with stderr on a pseudo-terminal; returns (status, stdout, stderr)."""
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    # a new pseudo-terminal is 0 columns wide, and tqdm fits its bar to the width
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "lsm", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=slave, env=_env(), text=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO once the child has exited and closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out = proc.stdout.read()
+    status = proc.wait()
+    os.close(master)
+    return status, out, b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def test_progress_bars_only_on_a_terminal(study, tmp_path):
+    root = study["root"]
+    status, _, err = _run_on_terminal("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv",
+                                      "-s", "score", "--n-permutations", "50", "--no-report",
+                                      "--no-territories", "-o", tmp_path / "a")
+    assert status == 0, err
+    assert "Loading lesion masks" in err and "100%" in err
+    assert "permutation" in err.lower()
+    status, out, err = _run_on_terminal("--quiet", "vlsm", "-l", root / "lesions", "-p",
+                                        root / "participants.tsv", "-s", "score", "--n-permutations",
+                                        "50", "--no-report", "--no-territories", "-o", tmp_path / "b")
+    assert status == 0, err
+    assert err == "" and out == ""
 
 
 # ---------------------------------------------------------------------------------- vlsm
