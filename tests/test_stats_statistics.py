@@ -250,3 +250,21 @@ def test_liebermeister_needs_binary_score_with_two_groups():
     y[0] = 1
     with pytest.raises(AnalysisError, match="fewer than 2"):
         voxelwise_test(les, y, method="liebermeister", correction="none")
+
+
+def test_explicit_zeros_and_values_other_than_one():
+    # Non-zero means lesioned; stored zeros are not lesions.
+    rng = np.random.default_rng(12)
+    les = _lesions(rng, 30, 25)
+    y = rng.normal(size=30)
+    ref = voxelwise_test(les * 3.0, y, correction="none", min_lesioned=3)
+    np.testing.assert_array_equal(ref.stat, voxelwise_test(les, y, correction="none", min_lesioned=3).stat)
+    odd = sp.csr_matrix(les * 3.0)
+    odd.data[::7] = 0.0  # explicit zeros in the structure
+    odd_dense = odd.toarray()
+    got = voxelwise_test(odd, y, correction="none", min_lesioned=3)
+    again = voxelwise_test((odd_dense != 0).astype(float), y, correction="none", min_lesioned=3)
+    np.testing.assert_array_equal(got.stat, again.stat)
+    np.testing.assert_array_equal(got.n_lesioned, (odd_dense != 0).sum(0))
+    assert odd.nnz > np.count_nonzero(odd_dense)  # the zeros really were stored
+    assert ref.stat.size > 0

@@ -221,10 +221,11 @@ def _top_z(stat, df, alternative, weights, v):
 def _null_chunk(design, x, info, weights, perms, batch, v, alternative):
     """Worker: per-permutation ``v`` largest comparison values of one pattern chunk."""
     out = []
+    x32 = x.astype(np.float32) if design.extra.get("exact_int") else None
     for b0 in range(0, perms.shape[0], batch):
         if design.method in st.CONSTANT_DF:
             # t is increasing in the proxy u: select on u, convert only the selected values.
-            u, ss = st.ols_proxy(design, x, info, perms[b0 : b0 + batch])
+            u, ss = st.ols_proxy(design, x, info, perms[b0 : b0 + batch], x32)
             top = top_values(alternative_transform(u, alternative), weights, v)
             sign = -1.0 if alternative == "less" else 1.0
             t = st.proxy_to_t(sign * top, ss[:, None], design.df)
@@ -416,10 +417,14 @@ def voxelwise_test(
     n, n_voxels = lesions.shape
     count = resolve_min_lesioned(min_lesioned, n)
     design = st.prepare_design(method, y, covariates)
+    if lesion_scale is not None:
+        design.extra.pop("exact_int", None)  # scaled lesion status: sums are not integers
 
     # Structure only (CSR: rows = subjects); explicit zeros are not lesions.
-    nonzero = lesions.data != 0
-    n_lesioned = np.bincount(lesions.indices[nonzero], minlength=n_voxels).astype(np.int64)
+    if not lesions.data.all():
+        lesions = lesions.copy()
+        lesions.eliminate_zeros()
+    n_lesioned = np.bincount(lesions.indices, minlength=n_voxels).astype(np.int64)
     tested = (n_lesioned >= count) & (n - n_lesioned >= count)
     if not tested.any():
         raise AnalysisError(
@@ -427,11 +432,7 @@ def voxelwise_test(
             f"(min_lesioned={min_lesioned!r}, {n} subjects, at most {n_lesioned.max()} "
             "lesioned in any voxel). Lower min_lesioned or add subjects."
         )
-    binary = sp.csr_matrix(
-        (nonzero.astype(np.int8), lesions.indices, lesions.indptr), shape=lesions.shape
-    )[:, tested]
-    patterns, inverse, counts = unique_patterns(binary)
-    del binary
+    patterns, inverse, counts = unique_patterns(lesions[:, tested])
     x = sp.csr_matrix(patterns.T)
     x.sort_indices()
     if lesion_scale is not None:
