@@ -250,7 +250,7 @@ def _instrument(sampler, sizes):
         sizes["per_task_mb"] = float(np.mean(per_task)) / 2**20 if per_task else 0.0
 
     def vt(lesions, *a, **k):
-        sampler.set_stage("engine: csc copy, binarise, select voxels")
+        sampler.set_stage("engine: checks, counts, tested-column copy")
         sizes["lesion_matrix_nnz"] = int(lesions.nnz)
         sizes["lesion_matrix_mb"] = (lesions.data.nbytes + lesions.indices.nbytes + lesions.indptr.nbytes) / 2**20
         return real_lm(lesions, *a, **k)
