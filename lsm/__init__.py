@@ -24,6 +24,8 @@ _LAZY = {
     "lesion_descriptors": "lsm.territory",
     "overlap_map": "lsm.territory",
     "territory_summary": "lsm.territory",
+    "TerritorySummary": "lsm.territory",
+    "plot_territory_summary": "lsm.territory",
     "volume_score_correlation": "lsm.clinical",
     "outcome_model": "lsm.clinical",
     "territory_lsm": "lsm.clinical",
