@@ -73,6 +73,10 @@ def _global_options(parser, suppress):
         help="no progress bars and no messages except errors",
     )
     group.add_argument(
+        "-v", "--verbose", action="store_true", default=default,
+        help="log what is being done (files read, grid, tested voxels...)",
+    )
+    group.add_argument(
         "--debug", action="store_true", default=default,
         help="show the full traceback of an error, and debug messages",
     )
@@ -295,9 +299,15 @@ def build_parser():
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="HTML file to write (default: RESULT/report.html)")
     p.add_argument("--overwrite", action="store_true", help="replace the HTML file if it exists")
-    p.add_argument("-l", "--lesions", nargs="+", metavar="PATH", help="lesion masks of the cohort (optional)")
-    p.add_argument("-p", "--phenotype", metavar="FILE", help="phenotype table of the cohort")
-    p.add_argument("--id-column", default="participant_id", help="phenotype column holding subject IDs")
+    g = p.add_argument_group("cohort of the analysis (optional; resampled to the result's grid)")
+    g.add_argument("-l", "--lesions", nargs="+", metavar="PATH", help="lesion masks: a folder, a quoted glob, or files")
+    g.add_argument("-p", "--phenotype", metavar="FILE", help="phenotype table (.tsv, .csv or .xlsx)")
+    g.add_argument("--id-column", default="participant_id", help="phenotype column holding subject IDs")
+    g.add_argument("--mask-threshold", type=float, default=None, metavar="T",
+                   help="voxels > T are lesioned; default: masks must be 0/1")
+    g.add_argument("--dictionary", metavar="JSON", help="data dictionary merged over the bundled one")
+    g.add_argument("--coerce", action="store_true", help="turn invalid phenotype values into missing values")
+    g.add_argument("--n-jobs", type=int, default=1, help="parallel workers reading the masks")
     p.add_argument("--title", default=None, help="title of the report")
     _atlas_options(p, custom=False)
     p.set_defaults(func=_cmd_report)
@@ -360,8 +370,9 @@ def _load(args):
         n_jobs=args.n_jobs,
         verbose=_progress(args),
     )
-    logger.info("Cohort: %d subjects on a %s grid (%d excluded)", len(cohort), cohort.shape,
-                len(cohort.dropped))
+    if not args.quiet:
+        print(f"cohort: {len(cohort)} subjects on a {cohort.shape} grid of {cohort.voxel_size[0]:g} mm voxels"
+              f"{f' ({len(cohort.dropped)} left out, listed with their reasons)' if len(cohort.dropped) else ''}")
     return cohort
 
 
@@ -637,8 +648,8 @@ def _cmd_report(args):
     if args.lesions:
         if not args.phenotype:
             raise ValueError("--lesions needs --phenotype (the cohort of the analysis).")
-        args.target_img, args.voxel_size, args.mask_threshold = None, None, None
-        args.dictionary, args.coerce, args.n_jobs = None, False, 1
+        # the cohort on the grid of the result, whatever the grid of its masks
+        args.target_img, args.voxel_size = result.mask_img, None
         cohort = _load(args)
     atlas = None if args.no_territories else "arterial"
     result.to_html(output, cohort=cohort, overwrite=args.overwrite, title=args.title, atlas=atlas)
@@ -655,7 +666,12 @@ def _one_line(exc):
 
 
 def _configure_logging(args):
-    level = logging.DEBUG if args.debug else (logging.WARNING if args.quiet else logging.INFO)
+    if args.debug:
+        level = logging.DEBUG
+    elif args.verbose and not args.quiet:
+        level = logging.INFO
+    else:
+        level = logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("lsm: %(message)s"))
     logger.addHandler(handler)

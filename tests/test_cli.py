@@ -322,6 +322,14 @@ def test_vlsm_outputs_match_the_library(study, tmp_path):
     assert text.lstrip().lower().startswith("<!doctype html") and "</html>" in text
     proc = run_lsm("report", out)
     assert proc.returncode == 1 and "--overwrite" in error_line(proc)
+    # with the cohort: its description and drop list enter the report
+    proc = run_lsm("report", out, "--no-territories", "--overwrite", "-l", root / "lesions", "-p",
+                   root / "participants.tsv", "--title", "CLI report test")
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "report.html").read_text()
+    assert "CLI report test" in text and "sub-999" in text and "Cohort of 40 subjects" in text
+    proc = run_lsm("report", out, "--overwrite", "-l", root / "lesions")
+    assert proc.returncode == 1 and "--phenotype" in error_line(proc)
 
 
 def test_vlsm_bad_method_names_the_parameter(study, tmp_path):
