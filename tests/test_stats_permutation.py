@@ -190,7 +190,7 @@ def _invariance_runs(method, correction, **kw):
             voxelwise_test(les, y, n_jobs=2, **args),
             voxelwise_test(les, y, n_jobs=-1, **args),
             voxelwise_test(les, y, n_jobs=1, working_memory=0.01, **args)]
-    for backend in ("loky", "threading"):
+    for backend in ("loky", "threading", "multiprocessing"):
         with joblib.parallel_config(backend=backend):
             runs.append(voxelwise_test(les, y, n_jobs=2, **args))
     return runs

@@ -66,10 +66,12 @@ def parallel_map(func, tasks, *, n_jobs=1, verbose=0, desc=None):
             iterator = tqdm(tasks, desc=desc, leave=False)
         return [func(*task) for task in iterator]
     logger.debug("running %d tasks on %d workers", len(tasks), n_workers)
-    parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
-    results = parallel(joblib.delayed(func)(*task) for task in tasks)
-    if verbose:
-        from tqdm.auto import tqdm
+    backend, _ = joblib.parallel.get_active_backend()
+    calls = (joblib.delayed(func)(*task) for task in tasks)
+    if not (verbose and getattr(backend, "supports_return_generator", False)):
+        # Not every backend (e.g. "multiprocessing") can stream results.
+        return list(joblib.Parallel(n_jobs=n_jobs)(calls))
+    from tqdm.auto import tqdm
 
-        results = tqdm(results, total=len(tasks), desc=desc, leave=False)
-    return list(results)
+    results = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(calls)
+    return list(tqdm(results, total=len(tasks), desc=desc, leave=False))
