@@ -351,14 +351,14 @@ def _load(args):
     """The cohort of --lesions/--phenotype with the loading options."""
     from .cohort import load_cohort
 
+    if args.voxel_size is not None and args.voxel_size <= 0:
+        raise ValueError(f"--voxel-size must be a positive number of mm, got {args.voxel_size}.")
     lesions = _lesions_arg(args.lesions)
     phenotype = args.phenotype
     id_column = args.id_column
     if phenotype is None:
         phenotype = _phenotype_of_masks(lesions, id_column)
     target = args.target_img if args.target_img is not None else args.voxel_size
-    if args.voxel_size is not None and args.voxel_size <= 0:
-        raise ValueError(f"--voxel-size must be a positive number of mm, got {args.voxel_size}.")
     cohort = load_cohort(
         lesions,
         phenotype,
@@ -376,8 +376,8 @@ def _load(args):
     return cohort
 
 
-def _atlas(args, level=1):
-    """None (the library's default arterial atlas) or the atlas named by --atlas/--data-dir."""
+def _atlas(args):
+    """None (the library's default arterial atlas, found through --data-dir/LSM_DATA) or --atlas."""
     if args.atlas is not None:
         if not Path(args.atlas).exists():
             raise FileNotFoundError(f"Atlas image {args.atlas!r} does not exist.")
@@ -412,10 +412,8 @@ def _write_dropped(cohort, folder, extra=()):
 def _write_description(folder, name, args, **extra):
     from ._derivatives import dataset_description, write_json
 
-    command = "lsm " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0] else None
     desc = dataset_description(name, **extra)
-    if command:
-        desc["GeneratedBy"][0]["Description"] = command
+    desc["GeneratedBy"][0]["Description"] = "lsm " + " ".join(args.argv)
     write_json(folder / "dataset_description.json", desc, overwrite=True)
 
 
@@ -701,7 +699,9 @@ def main(argv=None):
     from .exceptions import LSMError
 
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = [str(a) for a in argv]
     if getattr(args, "data_dir", None):
         os.environ["LSM_DATA"] = str(args.data_dir)
     handler = _configure_logging(args)

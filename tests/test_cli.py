@@ -381,3 +381,18 @@ def test_territory_load_on_soop_masks_matches_reference(shared_data_dir, tmp_pat
         compared += 1
     assert compared == 25
     np.testing.assert_allclose(loads["lesion_volume_ml"], reference.loc[loads.index, "lesion_volume"] / 1000)
+
+
+def test_main_in_process_records_the_command(study, tmp_path, capsys):
+    """lsm.cli.main(argv) returns the exit status; the command line lands in the provenance."""
+    from lsm.cli import main
+
+    out = tmp_path / "o"
+    argv = ["overlap", "-l", str(study["root"] / "lesions"), "-o", str(out)]
+    assert main(argv) == 0
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["GeneratedBy"][0]["Description"] == "lsm " + " ".join(argv)
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("lsm: error: Output") and "--overwrite" in err
