@@ -216,6 +216,9 @@ def test_descriptors_match_brute_force(study, tmp_path):
     proc = run_lsm("descriptors", "-l", root / "lesions", "-p", root / "participants.tsv",
                    "--atlas", root / "quadrants.nii.gz", "-o", out)
     assert proc.returncode == 0, proc.stderr
+    # the phenotype row without a mask is reported as one warning line
+    assert "lsm: warning: 1 subject(s) excluded" in proc.stderr
+    assert "Warning" not in proc.stderr and "warnings.warn" not in proc.stderr
     table = pd.read_csv(out / "lesion_descriptors.tsv", sep="\t", index_col="participant_id")
     cohort = study["cohort"]
     voxel_ml = abs(np.linalg.det(cohort.affine[:3, :3])) / 1000
@@ -396,3 +399,26 @@ def test_main_in_process_records_the_command(study, tmp_path, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("lsm: error: Output") and "--overwrite" in err
+
+
+def test_correlate_territory_level_matches_the_library(shared_data_dir, study, tmp_path, monkeypatch):
+    """--territory-level runs lsm.territory_lsm with the arterial atlas found via --data-dir."""
+    import warnings
+
+    from lsm.exceptions import LSMWarning
+
+    out = tmp_path / "corr"
+    root = study["root"]
+    proc = run_lsm("correlate", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "score",
+                   "--n-boot", "0", "--territory-level", "2", "--n-permutations", "200",
+                   "--data-dir", shared_data_dir, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "level-2_territorylsm.tsv", sep="\t", index_col=0)
+    monkeypatch.setenv("LSM_DATA", str(shared_data_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LSMWarning)
+        direct = lsm.territory_lsm(study["cohort"], "score", level=2, n_permutations=200, random_state=0)
+    expected = direct.to_dataframe()
+    assert list(table.index) == list(expected.index)
+    np.testing.assert_allclose(table["r"], expected["r"], rtol=1e-10)
+    np.testing.assert_allclose(table["p_fwe"], expected["p_fwe"], rtol=1e-10)
