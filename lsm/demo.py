@@ -259,7 +259,8 @@ def run_demo(
         write_json(tmp / "demo.json", {"Description": "lsm demo: planted-region recovery.", **rec})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DroppedSubjectsWarning)
-            result.to_html(tmp / REPORT_FILE, cohort=cohort, overwrite=True, atlas=None)
+            result.to_html(tmp / REPORT_FILE, cohort=cohort, overwrite=True, atlas=None,
+                           title="lsm demo: VLSM of a synthetic cohort with a planted region")
         # The VLSM result's dataset_description.json is replaced by one describing the folder.
         write_json(
             tmp / "dataset_description.json",

@@ -71,6 +71,7 @@ def test_demo_outputs_are_complete_and_loadable(demo_run):
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.lstrip().lower().startswith("<!doctype html") and html.rstrip().endswith("</html>")
     assert "data:image/png;base64," in html
+    assert "lsm demo: VLSM of a synthetic cohort with a planted region" in html
 
 
 def test_demo_refuses_to_overwrite(tmp_path):
