@@ -222,6 +222,14 @@ def vlsm(
     if lesion_volume is not None:
         volumes = pd.Series(np.asarray(cohort.lesion_volumes, dtype=np.float64), index=phenotype.index)
 
+    for name, frame in ((score, y.to_frame()), ("covariate", cov)):
+        infinite = frame.index[np.isinf(frame.to_numpy(dtype=np.float64)).any(axis=1)]
+        if len(infinite):
+            what = f"score {score!r}" if name == score else f"covariates {list(frame.columns)}"
+            raise PhenotypeError(
+                f"The {what} has infinite values for subject(s) {list(infinite[:5])}. "
+                "Fix or blank these values in the phenotype table."
+            )
     excluded, keep = [], []
     for subject in phenotype.index:
         if np.isnan(y[subject]):

@@ -25,6 +25,10 @@ PERMUTATION_CORRECTIONS = ("fwe", "cfwer", "cluster_size", "cluster_mass", "tfce
 MAP_CORRECTIONS = ("cluster_size", "cluster_mass", "tfce")
 # TFCE parameters (Smith & Nichols 2009, the 3D defaults), step in z units.
 TFCE_E, TFCE_H = 0.5, 2.0
+# Cluster and TFCE maps clip |z| here: a z of +-inf (perfect separation, p below the
+# double range) would make a cluster mass or a TFCE integral infinite. 38.5 is beyond
+# any z a finite double p-value can give.
+Z_CAP = 38.5
 
 
 def alternative_transform(values, alternative):
@@ -135,6 +139,7 @@ class Grid:
 
 
 def _signed_parts(z, alternative):
+    z = np.clip(z, -Z_CAP, Z_CAP)  # NaN stays NaN
     if alternative == "two-sided":
         return [z, -z]
     if alternative == "greater":

@@ -122,7 +122,7 @@ def resolve_min_lesioned(min_lesioned, n_subjects):
     else:
         count = int(min_lesioned)
     if count < 2:
-        raise ValueError(
+        raise AnalysisError(
             f"min_lesioned={min_lesioned!r} means {count} subject(s) out of {n_subjects}, "
             "but every tested voxel needs at least 2 lesioned and 2 non-lesioned subjects "
             "(a group of size < 2 has no variance). Use min_lesioned >= 2."

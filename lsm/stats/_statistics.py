@@ -127,11 +127,6 @@ def prepare_design(method, score, covariates=None):
                 f"the values {values[:10].tolist()}."
             )
         n_pos = int(y.sum())
-        if min(n_pos, n - n_pos) < 2:
-            raise AnalysisError(
-                f"method='liebermeister': one score group has fewer than 2 subjects "
-                f"({n_pos} with score 1, {n - n_pos} with score 0)."
-            )
         return Design(method, n, y, extra={"n_pos": n_pos})
     raise ValueError(f"unknown method {method!r}")
 
