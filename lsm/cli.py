@@ -233,8 +233,9 @@ def build_parser():
     _output_options(p)
     p.add_argument("--level", type=int, nargs="+", default=[1, 2], choices=[1, 2],
                    help="territory level(s)")
-    p.add_argument("--measure", default="territory_fraction",
-                   help="territory_fraction, lesion_fraction or ml")
+    p.add_argument("--measure", default="territory_fraction", choices=list(_LOAD_DESCRIPTIONS),
+                   help="territory_fraction: lesioned share of the territory; lesion_fraction: share of "
+                   "the lesion in the territory; ml: lesioned volume")
     _atlas_options(p)
     p.set_defaults(func=_cmd_territory_load)
 
