@@ -19,11 +19,11 @@ sampler thread records the resident memory of the child and of its joblib worker
 stages: building the cohort, the lesion matrix, pattern compression, observed
 statistics, the permutation null in the workers, wrapping the maps.
 
-    python benchmarks/bench_scale.py                        # full table (about 15-30 min)
+    python benchmarks/bench_scale.py                        # full table (about 10 min on 2 cores)
     python benchmarks/bench_scale.py --n 250 500 --res 2    # quick
     python benchmarks/bench_scale.py --breakdown --n 2898 --res 1   # where memory goes
 
-The masks are read once (about 2 minutes) and cached as flat voxel indices in
+The masks are read once (about 3-5 minutes) and cached as flat voxel indices in
 ``--cache-dir`` (default: a folder in the system temporary directory, never the
 repository). Needs the SOOP data: ``LSM_DATA`` or ``--data-dir`` pointing at a folder
 with ``soop/lesions`` and ``soop/atlas``.

@@ -19,8 +19,8 @@ prints, per method, the rate with its exact (Clopper-Pearson) 95 % interval.
     nohup python benchmarks/calibration_soop.py > calib.log &   # the full run, in the background
     python benchmarks/calibration_soop.py --summary             # the table of what is done so far
 
-It is long (on 2 cores: about 5 s per t-test or regression dataset and about 45 s per
-Brunner-Munzel dataset), so every finished analysis is appended to a JSON-lines file
+It is long (on 2 shared cores, 500 permutations: about 2 s per t-test or regression
+dataset and about 13 s per Brunner-Munzel dataset, plus 1-3 minutes to read SOOP once), so every finished analysis is appended to a JSON-lines file
 (``--out``) and a restarted run skips what is already there. ``--methods`` runs a subset;
 methods run one after the other (all datasets of the first, then the next...).
 Needs the SOOP data (``LSM_DATA`` or ``--data-dir``).
