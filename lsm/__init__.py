@@ -36,6 +36,7 @@ _LAZY = {
     "plotting": "lsm.plotting",
     "report": "lsm.report",
     "simulate": "lsm.simulate",
+    "run_demo": "lsm.demo",
     "exceptions": "lsm.exceptions",
 }
 
