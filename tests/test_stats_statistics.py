@@ -266,3 +266,26 @@ def test_explicit_zeros_and_values_other_than_one():
     np.testing.assert_array_equal(got.n_lesioned, (odd_dense != 0).sum(0))
     assert odd.nnz > np.count_nonzero(odd_dense)  # the zeros really were stored
     assert ref.stat.size > 0
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1e12])  # force the sparse or the dense path
+@pytest.mark.parametrize("kind", sorted(SCORES))
+def test_brunner_munzel_paths_match_scipy_and_each_other(monkeypatch, ratio, kind):
+    from lsm.stats import _statistics
+
+    monkeypatch.setattr(_statistics, "_BM_SPARSE_RATIO", ratio)
+    monkeypatch.setattr(_statistics, "_BM_SPARSE_NNZ", 50)  # several blocks
+    rng = np.random.default_rng(21)
+    n = 35
+    les = _lesions(rng, n, 30)
+    y = SCORES[kind](rng, n)
+    res = voxelwise_test(les, y, method="brunner_munzel", correction="fwe", n_permutations=15,
+                         random_state=2, min_lesioned=2)
+    with np.errstate(all="ignore"):
+        ref = [ss.brunnermunzel(*_groups(les, y, j)[::-1]).statistic for j in np.flatnonzero(res.tested)]
+    _close(res.stat, ref)
+    monkeypatch.setattr(_statistics, "_BM_SPARSE_RATIO", 1e12 - ratio)  # the other path
+    other = voxelwise_test(les, y, method="brunner_munzel", correction="fwe", n_permutations=15,
+                           random_state=2, min_lesioned=2)
+    np.testing.assert_array_equal(res.stat, other.stat)
+    np.testing.assert_array_equal(res.null_distribution, other.null_distribution)

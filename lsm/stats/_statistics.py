@@ -397,14 +397,84 @@ def _bm_sums(design, packed, width, per_col):
     return sp_, sp2, sq2
 
 
+# Above this many tie groups per lesioned entry, the sparse (per entry) path is cheaper.
+_BM_SPARSE_RATIO = 2.5
+_BM_SPARSE_NNZ = 1 << 20  # lesioned entries per block of the sparse path
+
+
+def _bm_sums_sparse(design, x, perms):
+    """Same sums as :func:`_bm_sums`, from the lesioned entries in permuted score order.
+
+    For each permutation, the subjects are reordered by their permuted score (one CSR row
+    gather) and converted to CSC, which lists the lesioned subjects of every pattern in
+    score order (a counting sort, O(nnz)). Runs of lesioned subjects sharing a tie group
+    t give g_t and the number B of lesioned subjects below the run; the non-lesioned
+    subjects between two runs all have the same placement. Every term is a multiple of
+    1/4, so the sums are exact and equal to those of the dense path.
+    """
+    counts, ties = design.extra["counts"], design.y
+    below = np.cumsum(counts) - counts
+    ties_sorted = np.sort(ties)
+    n = design.n
+    nb = 1 if perms is None else perms.shape[0]
+    n_rows = x.shape[0]
+    out = np.empty((3, n_rows, nb))
+    lengths = np.diff(x.indptr)
+    bounds = [0]
+    while bounds[-1] < n_rows:
+        target = x.indptr[bounds[-1]] + _BM_SPARSE_NNZ
+        nxt = int(np.searchsorted(x.indptr, target, side="right")) - 1
+        bounds.append(min(n_rows, max(nxt, bounds[-1] + 1)))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        xt = sp.csr_matrix(x[a:b].T)  # subjects x patterns
+        m = b - a
+        n1 = lengths[a:b].astype(np.float64)
+        col = np.repeat(np.arange(m), lengths[a:b])
+        start = np.repeat(x.indptr[a:b] - x.indptr[a], lengths[a:b])
+        within = np.arange(col.size) - start  # lesioned subjects before, within the column
+        col_change = np.ones(col.size, dtype=bool)
+        col_change[1:] = col[1:] != col[:-1]
+        for j in range(nb):
+            # order[r] = subject with the r-th smallest permuted score
+            permuted = ties if perms is None else ties[perms[j]]
+            order = np.argsort(permuted, kind="stable")
+            ranks = sp.csr_matrix(xt[order]).tocsc().indices  # sorted within each pattern
+            t = ties_sorted[ranks]
+            new_run = col_change.copy()
+            new_run[1:] |= t[1:] != t[:-1]
+            starts = np.flatnonzero(new_run)
+            g = np.diff(np.append(starts, col.size)).astype(np.float64)
+            rc, rt = col[starts], t[starts]
+            b_run = within[starts].astype(np.float64)
+            c, lo = counts[rt], below[rt]
+            place1 = lo - b_run + (c - g) / 2.0  # placement of the lesioned of the run
+            a_run = b_run + g / 2.0  # placement of the non-lesioned tied with the run
+            end_prev = np.empty_like(lo)
+            end_prev[0] = 0.0
+            end_prev[1:] = lo[:-1] + c[:-1]
+            gap = lo - end_prev  # non-lesioned strictly between runs: placement b_run
+            last = np.append(np.flatnonzero(rc[1:] != rc[:-1]), rc.size - 1)
+            tail = n - (lo[last] + c[last])  # non-lesioned above the last run: placement n1
+            out[0, a:b, j] = np.bincount(rc, weights=g * place1, minlength=m)
+            out[1, a:b, j] = np.bincount(rc, weights=g * place1 * place1, minlength=m)
+            sq2 = np.bincount(rc, weights=(c - g) * a_run * a_run + gap * b_run * b_run, minlength=m)
+            out[2, a:b, j] = sq2 + tail * n1 * n1
+    return out[0], out[1], out[2]
+
+
 def _brunner_munzel(design, x, info, perms):
     # Placements: for a lesioned subject j, P_j = #(non-lesioned below) + #(tied)/2; for a
     # non-lesioned k, Q_k = #(lesioned below) + #(tied)/2 (overall minus within-group
     # mid-ranks). Their group variances are the Brunner-Munzel variance estimates.
-    packed, width, per_col = bm_packed_counts(design, x, perms)
     nb = 1 if perms is None else perms.shape[0]
     shape = (x.shape[0], nb)
-    sp_, sp2, sq2 = (v.reshape(shape) for v in _bm_sums(design, packed, width, per_col))
+    k = design.extra["counts"].size
+    if x.shape[0] * k > _BM_SPARSE_RATIO * max(x.nnz, 1):
+        # Many distinct scores (continuous): work per lesioned entry, not per tie group.
+        sp_, sp2, sq2 = _bm_sums_sparse(design, x, perms)
+    else:
+        packed, width, per_col = bm_packed_counts(design, x, perms)
+        sp_, sp2, sq2 = (v.reshape(shape) for v in _bm_sums(design, packed, width, per_col))
     n1, n0 = info["n1"][:, None], info["n0"][:, None]
     n = design.n
     sq = n1 * n0 - sp_
