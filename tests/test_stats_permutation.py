@@ -364,3 +364,14 @@ def test_min_lesioned_fraction_is_ceil():
     np.testing.assert_array_equal(res.tested, [False, True, False])
     res = voxelwise_test(les, y, correction="none", min_lesioned=0.15)  # exactly 3
     assert res.min_lesioned == 3 and res.tested.all()
+
+
+def test_regression_drops_voxels_collinear_with_covariates():
+    les, y = _data(13, n=30, n_vox=12)
+    cov = les[:, [5]].copy()  # voxel 5's lesion status is itself a covariate
+    res = voxelwise_test(les, y, method="regression", covariates=cov, correction="fwe",
+                         n_permutations=20, random_state=0, min_lesioned=3)
+    base = voxelwise_test(les, y, method="ttest", correction="none", min_lesioned=3)
+    assert not res.tested[5] and base.tested[5]
+    assert res.info["n_non_estimable_voxels"] >= 1
+    assert np.all(np.isfinite(res.stat)) and res.tested.sum() == base.tested.sum() - res.info["n_non_estimable_voxels"]

@@ -456,7 +456,7 @@ def voxelwise_test(
             tested[tested_idx[~keep_vox]] = False
             inverse = remap[inverse[keep_vox]]
             x, counts, n1 = x[keep_pat], counts[keep_pat], n1[keep_pat]
-            info = {k: v_ for k, v_ in st.column_info(design, x, n1).items()}
+            info = st.column_info(design, x, n1)
             logger.warning(
                 "%d voxels not tested: their lesion status is collinear with the covariates",
                 dropped_estimable,
@@ -542,7 +542,6 @@ def voxelwise_test(
             extra_maps[correction] = cl_stat
             p_corrected = np.where(cl_stat > 0, permutation_pvalues(cl_stat, null), 1.0)
         significant = p_corrected <= alpha
-        info_params = params
     elif correction in ("fdr_bh", "fdr_by"):
         p_corrected, significant = fdr_correct(p_vox, correction, alpha)
     else:
@@ -564,7 +563,7 @@ def voxelwise_test(
     }
     if correction in MAP_CORRECTIONS:
         run_info.update(
-            cluster_forming_z=info_params["z_threshold"],
+            cluster_forming_z=float(-special.ndtri(tail_p)),
             connectivity=connectivity,
             tfce_step=tfce_step,
         )
