@@ -214,7 +214,7 @@ class MemorySampler(threading.Thread):
 def _instrument(sampler, sizes):
     """Wrap engine functions (in this child only) to mark stages and measure shipping."""
     import lsm.stats._permutation as perm
-    import lsm.vlsm as vlsm_mod
+    import lsm._vlsm as vlsm_mod
 
     def wrap(module, name, before, after=None, hook=None):
         real = getattr(module, name)

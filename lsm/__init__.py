@@ -18,7 +18,7 @@ _LAZY = {
     "load_cohort": "lsm.cohort",
     "DataDictionary": "lsm.dictionary",
     "load_dictionary": "lsm.dictionary",
-    "vlsm": "lsm.vlsm",
+    "vlsm": "lsm._vlsm",
     "VLSMResult": "lsm.results",
     "territory_load": "lsm.territory",
     "lesion_descriptors": "lsm.territory",
@@ -38,6 +38,7 @@ _LAZY = {
     "simulate": "lsm.simulate",
     "run_demo": "lsm.demo",
     "exceptions": "lsm.exceptions",
+    "stats": "lsm.stats",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -46,7 +47,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 def __getattr__(name):
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
-        value = module if module.__name__ == f"lsm.{name}" else getattr(module, name)
+        value = getattr(module, name) if hasattr(module, name) else module
         globals()[name] = value
         return value
     raise AttributeError(f"module 'lsm' has no attribute {name!r}")

@@ -6,8 +6,6 @@ array-only engine :func:`lsm.stats.voxelwise_test` and wraps its arrays into a
 """
 
 import datetime
-import sys
-import types
 import logging
 import time
 
@@ -367,15 +365,3 @@ def vlsm(
         observed=observed,
         null_statistic=None if engine.null_distribution is None else _null_statistic(correction, alternative, v),
     )
-
-
-class _CallableModule(types.ModuleType):
-    """``lsm.vlsm`` is both this module and the function: importing the submodule
-    (``from lsm.vlsm import vlsm``) rebinds the package attribute ``lsm.vlsm`` to the
-    module, so the module forwards calls to :func:`vlsm`."""
-
-    def __call__(self, *args, **kwargs):
-        return vlsm(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

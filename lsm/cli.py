@@ -449,7 +449,7 @@ def _min_lesioned(value):
 def _cmd_vlsm(args):
     from ._derivatives import move_result_files
     from ._utils import atomic_output_dir
-    from .vlsm import vlsm
+    from ._vlsm import vlsm
 
     _check_output_free(args.output, args.overwrite)
     options = {

@@ -207,7 +207,7 @@ def run_demo(
     from ._derivatives import dataset_description, move_result_files, write_json, write_nifti, write_tsv
     from .simulate import make_synthetic_cohort
     from .territory import overlap_map
-    from .vlsm import vlsm
+    from ._vlsm import vlsm
 
     output = Path(output)
     n_subjects = int(n_subjects)

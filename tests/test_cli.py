@@ -291,7 +291,6 @@ def test_progress_bars_only_on_a_terminal(study, tmp_path):
 
 # ---------------------------------------------------------------------------------- vlsm
 def test_vlsm_outputs_match_the_library(study, tmp_path):
-    vlsm_module = pytest.importorskip("lsm.vlsm", reason="lsm.vlsm has not landed yet")
     out = tmp_path / "vlsm"
     root = study["root"]
     proc = run_lsm("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "score",
@@ -300,7 +299,7 @@ def test_vlsm_outputs_match_the_library(study, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "VLSM Results" in proc.stdout
     saved = lsm.VLSMResult.load(out)
-    direct = vlsm_module.vlsm(study["cohort"], "score", n_permutations=100, random_state=7)
+    direct = lsm.vlsm(study["cohort"], "score", n_permutations=100, random_state=7)
     for name in ("z", "p", "p_corrected", "significant", "n_lesioned"):
         np.testing.assert_allclose(np.asarray(getattr(saved, name).dataobj),
                                    np.asarray(getattr(direct, name).dataobj), err_msg=name)
@@ -336,7 +335,6 @@ def test_vlsm_outputs_match_the_library(study, tmp_path):
 
 
 def test_vlsm_bad_method_names_the_parameter(study, tmp_path):
-    pytest.importorskip("lsm.vlsm", reason="lsm.vlsm has not landed yet")
     root = study["root"]
     proc = run_lsm("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "score",
                    "--method", "magic", "-o", tmp_path / "out")
@@ -347,7 +345,6 @@ def test_vlsm_bad_method_names_the_parameter(study, tmp_path):
 
 
 def test_vlsm_unknown_score_column(study, tmp_path):
-    pytest.importorskip("lsm.vlsm", reason="lsm.vlsm has not landed yet")
     root = study["root"]
     proc = run_lsm("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "gait",
                    "-o", tmp_path / "out")

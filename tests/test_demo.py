@@ -15,7 +15,6 @@ from lsm.simulate import make_synthetic_cohort
 
 from cli_helpers import console_script, run_lsm
 
-vlsm_module = pytest.importorskip("lsm.vlsm", reason="lsm.vlsm has not landed yet")
 
 
 def _data(img):

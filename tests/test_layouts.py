@@ -262,7 +262,7 @@ def test_isles24_native(isles_tree):
 
 
 def test_isles24_native_refused_by_voxelwise_analysis(isles_tree):
-    territory = pytest.importorskip("lsm.territory")
+    import lsm.territory as territory
     cohort = _quiet(load_isles24, isles_tree[0])
     with pytest.raises(SpaceError, match="native space"):
         territory.territory_load(cohort)

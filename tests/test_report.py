@@ -296,11 +296,11 @@ def test_report_on_soop(tmp_path, soop_nihss_2mm, shared_data_dir, monkeypatch):
 
 def test_engine_result_saves_loads_and_reports(tmp_path):
     """Integration with lsm.vlsm: its result round-trips and renders."""
-    vlsm_mod = pytest.importorskip("lsm.vlsm")
+    import lsm
     from lsm.results import VLSMResult
 
     cohort = synthetic_cohort(40, seed=2)
-    res = vlsm_mod.vlsm(cohort, "score", n_permutations=49, correction="fwe", random_state=0)
+    res = lsm.vlsm(cohort, "score", n_permutations=49, correction="fwe", random_state=0)
     loaded = VLSMResult.load(res.save(tmp_path / "res", atlas=None))
     for name in ("stat", "z", "p", "p_corrected", "significant", "mask_img", "n_lesioned"):
         np.testing.assert_array_equal(np.asarray(getattr(res, name).dataobj),

@@ -241,7 +241,7 @@ def test_no_significant_voxel_gives_empty_table():
 @pytest.fixture
 def real_fetcher(monkeypatch):
     """The real lsm.datasets fetcher with an empty atlas cache (skip if not there)."""
-    datasets = pytest.importorskip("lsm.datasets")
+    import lsm.datasets as datasets
     if not hasattr(datasets, "fetch_arterial_atlas"):
         pytest.skip("lsm.datasets.fetch_arterial_atlas not available")
     monkeypatch.setattr(results_mod._AtlasLookup, "_cache", {})
