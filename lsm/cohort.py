@@ -156,7 +156,7 @@ def read_phenotype(phenotype, id_column="participant_id"):
             elif suffix == ".csv":
                 table = pd.read_csv(path, sep=",", dtype=str, keep_default_na=False, encoding="utf-8-sig")
             elif suffix in (".xlsx", ".xls", ".xlsm"):
-                table = pd.read_excel(path, dtype=object)
+                table = pd.read_excel(path, dtype=object, keep_default_na=False)
             else:
                 raise PhenotypeError(
                     f"Unsupported phenotype file type {suffix!r} for {str(path)!r}; use .tsv, .csv or .xlsx."
