@@ -12,12 +12,12 @@ Numbers measured on a shared machine are noisy.
 """
 
 import argparse
-import threading
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from _memory import PeakMemory
 import pandas as pd
 import psutil
 
@@ -27,41 +27,8 @@ from lsm.datasets import get_data_dir
 from lsm.territory import lesion_descriptors, overlap_map, territory_load, territory_summary
 
 
-class PeakRSS:
-    """Peak RSS (MB) of this process + its children while the block runs."""
-
-    def __init__(self, interval=0.02):
-        self.interval, self.peak, self._stop = interval, 0.0, threading.Event()
-        self._proc = psutil.Process()
-
-    def _rss(self):
-        total = self._proc.memory_info().rss
-        for child in self._proc.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                pass
-        return total / 2**20
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self.peak = self._rss()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-
 def timed(rows, step, n_jobs, func):
-    with PeakRSS() as mem:
+    with PeakMemory() as mem:
         t = time.perf_counter()
         out = func()
         seconds = time.perf_counter() - t
@@ -90,7 +57,7 @@ def main():
     nnz = sum(cohort.lesion_indices(s).size for s in cohort.subjects)
     print(f"  grid {cohort.shape}, {nnz:,} lesioned voxels in all")
 
-    with PeakRSS() as total:
+    with PeakMemory() as total:
         t0 = time.perf_counter()
         timed(rows, "territory_load level 1 territory_fraction", args.n_jobs,
               lambda: territory_load(cohort, n_jobs=args.n_jobs))

@@ -22,56 +22,14 @@ Timings depend on the machine and on its load; the script prints both.
 import argparse
 import os
 import resource
-import threading
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from _memory import PeakMemory
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class PeakMemory:
-    """Peak resident memory (MiB) of this process plus its children, sampled every 20 ms."""
-
-    def __init__(self):
-        import psutil
-
-        self._proc = psutil.Process()
-        self.peak = 0.0
-        self._stop = threading.Event()
-
-    def _rss(self):
-        total = 0
-        procs = [self._proc]
-        try:
-            procs += self._proc.children(recursive=True)
-        except Exception:  # noqa: BLE001 - a child may vanish while listed
-            pass
-        for p in procs:
-            try:
-                total += p.memory_info().rss
-            except Exception:  # noqa: BLE001
-                pass
-        return total / 2**20
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.02)
-
-    def __enter__(self):
-        self.baseline = self._rss()
-        self.peak = self.baseline
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
 
 
 def _timed(func, *args, **kwargs):
