@@ -126,6 +126,39 @@ def _json_safe(obj):
     return str(obj)
 
 
+#: How :meth:`VLSMResult.save` spells a non-finite float in ``vlsm.json`` (JSON has no
+#: NaN or Infinity): the strings ``"inf"``, ``"-inf"`` and ``"nan"``, read back by
+#: :meth:`VLSMResult.load`. An observed maximum statistic is +inf under perfect separation.
+_NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _encode_float(value):
+    """``value`` (None, a float or a list of floats) with non-finite floats as strings."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_encode_float(v) for v in value]
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _decode_float(value):
+    """Inverse of :func:`_encode_float` (null stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_decode_float(v) for v in value]
+    if isinstance(value, str):
+        if value not in _NONFINITE:
+            raise ValueError(f"Expected a number or one of {sorted(_NONFINITE)}, got {value!r}.")
+        return _NONFINITE[value]
+    return float(value)
+
+
 def _bids_label(name):
     """Turn a map name (``"tfce"``, ``"neg_log10_p"``) into an alphanumeric BIDS label."""
     label = re.sub(r"[^0-9a-zA-Z]", "", str(name))
@@ -695,7 +728,10 @@ class VLSMResult:
         The folder holds one NIfTI per map (``vlsm_stat-z_statmap.nii.gz``...), each with a
         JSON sidecar, ``vlsm.json`` (threshold, parameters, provenance, file list),
         ``vlsm_null.tsv`` (the null distribution, when there is one),
-        ``vlsm_clusters.tsv`` and ``dataset_description.json``. Everything is written into
+        ``vlsm_clusters.tsv`` and ``dataset_description.json``. The JSON files are standard
+        JSON: a non-finite ``threshold`` or ``observed`` value (+inf under perfect
+        separation) is written as the string ``"inf"``, ``"-inf"`` or ``"nan"`` and read back
+        as that float by :meth:`load`. Everything is written into
         a temporary sibling folder renamed into place at the end: a crash leaves no
         partial folder.
 
@@ -748,9 +784,10 @@ class VLSMResult:
             meta = {
                 "FormatVersion": _FORMAT_VERSION,
                 "Description": "Voxel-based lesion-symptom mapping result (lsm).",
-                "threshold": self.threshold,
+                "threshold": _encode_float(self.threshold),
                 "null_statistic": self.null_statistic,
-                "observed": observed.tolist() if isinstance(observed, np.ndarray) else observed,
+                "observed": _encode_float(observed.tolist() if isinstance(observed, np.ndarray)
+                                          else observed),
                 "observed_is_array": isinstance(observed, np.ndarray),
                 "null_dtype": (None if self.null_distribution is None
                                else self.null_distribution.dtype.str),
@@ -809,10 +846,10 @@ class VLSMResult:
         if meta.get("null_distribution"):
             null = _read_null(path / meta["null_distribution"], meta.get("null_dtype"))
             null.setflags(write=False)
-        observed = meta.get("observed")
+        observed = _decode_float(meta.get("observed"))
         if observed is not None and meta.get("observed_is_array"):
             observed = np.asarray(observed, dtype=np.float64)
-        return cls(**imgs, threshold=meta.get("threshold"), null_distribution=null,
+        return cls(**imgs, threshold=_decode_float(meta.get("threshold")), null_distribution=null,
                    params=meta.get("params", {}), provenance=meta.get("provenance", {}),
                    extra_maps=extra, observed=observed,
                    null_statistic=meta.get("null_statistic"))

@@ -409,6 +409,32 @@ def test_save_load_without_null_and_integer_null(tmp_path):
     np.testing.assert_array_equal(loaded.null_distribution, [3, 0, 12, 7])
 
 
+def _strict_json(path):
+    """json.loads that refuses the non-standard NaN/Infinity constants."""
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name} in {path}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_non_finite_observed_threshold_and_null_round_trip(tmp_path):
+    # perfect separation: the observed max |z| is +inf, and so are some null maxima
+    null = np.array([2.5, np.inf, 3.1, np.inf, 1.9])
+    res = make_result(observed=np.inf, threshold=np.inf, null_distribution=null)
+    out = res.save(tmp_path / "a", atlas=None)
+    for sidecar in out.glob("*.json"):
+        _strict_json(sidecar)  # standard JSON throughout
+    meta = _strict_json(out / "vlsm.json")
+    assert meta["observed"] == "inf" and meta["threshold"] == "inf"
+    loaded = VLSMResult.load(out)
+    assert loaded.observed == np.inf and loaded.threshold == np.inf
+    np.testing.assert_array_equal(loaded.null_distribution, null)
+    # arrays (cfwer, one value per side) with -inf and nan too
+    res = make_result(observed=np.array([np.inf, -np.inf, np.nan, 4.0]))
+    loaded = VLSMResult.load(res.save(tmp_path / "b", atlas=None))
+    np.testing.assert_array_equal(loaded.observed, [np.inf, -np.inf, np.nan, 4.0])
+    assert _strict_json(tmp_path / "b" / "vlsm.json")["observed"] == ["inf", "-inf", "nan", 4.0]
+
+
 def test_save_with_fake_atlas_writes_territories(tmp_path, monkeypatch):
     _fake_atlas_module(monkeypatch)
     out = make_result().save(tmp_path / "res")
