@@ -19,8 +19,10 @@ Lesion grid and atlas grid need not be the same. Each lesion voxel centre is map
 atlas voxel containing it. When the two grids share a lattice (same voxel size, axes only
 permuted or flipped, integer offsets: e.g. SOOP's 157 x 189 x 136 LAS masks are a sub-box of
 the atlas's 182 x 218 x 182 RAS grid) this mapping is one-to-one and exact: no voxel is lost
-or invented. Otherwise the atlas is sampled at the nearest voxel and a
-:class:`~lsm.exceptions.ResamplingWarning` is emitted. Lesion voxels that fall on atlas
+or invented. When each lesion voxel size is a whole multiple of the atlas's on that lattice
+(a cohort resampled to the 2 mm MNI grid against the 1 mm atlas), every lesion voxel centre
+is an atlas voxel centre and takes its label, without a warning. Otherwise the atlas is
+sampled at the nearest voxel and a :class:`~lsm.exceptions.ResamplingWarning` is emitted. Lesion voxels that fall on atlas
 background (label 0) or outside the atlas's field of view are counted in the ``outside_ml``
 column.
 """
@@ -426,18 +428,20 @@ def _world_axis(affine, shape, axis):
 
 
 def _lattice_map(vox2vox, tol=1e-4):
-    """(permutation, signs, offsets) when vox2vox maps voxel centres onto voxel centres.
+    """(linear part, offsets) when vox2vox maps voxel centres onto voxel centres.
 
-    That is when its linear part is a signed permutation matrix and its translation is
-    integer; None otherwise.
+    That is when its linear part is an integer-scaled signed permutation matrix (one
+    nonzero integer per row and per column: the lesion voxel size is a whole multiple of
+    the atlas's along each axis) and its translation is integer; None otherwise. Scale
+    factors all +-1 mean the grids share a lattice (one-to-one); larger ones mean every
+    lesion voxel centre is an atlas voxel centre.
     """
     lin, shift = vox2vox[:3, :3], vox2vox[:3, 3]
     rounded = np.rint(lin)
     if not np.allclose(lin, rounded, atol=tol) or not np.allclose(shift, np.rint(shift), atol=tol):
         return None
-    if not np.array_equal(np.abs(rounded).sum(axis=0), np.ones(3)) or not np.array_equal(
-        np.abs(rounded).sum(axis=1), np.ones(3)
-    ):
+    nonzero = rounded != 0
+    if not (np.array_equal(nonzero.sum(axis=0), np.ones(3)) and np.array_equal(nonzero.sum(axis=1), np.ones(3))):
         return None
     return rounded.astype(np.int64), np.rint(shift).astype(np.int64)
 
@@ -445,8 +449,11 @@ def _lattice_map(vox2vox, tol=1e-4):
 def _atlas_labels_on_grid(atlas, affine, shape):
     """Atlas label at each voxel of the lesion grid, flat C order (0 off the atlas).
 
-    Returns (labels, alignment) with alignment "exact" (shared lattice: one-to-one) or
-    "nearest" (nearest-neighbour sampling; a ResamplingWarning is emitted).
+    Returns (labels, alignment) with alignment "exact" (shared lattice: one-to-one),
+    "centre" (lesion voxel sizes whole multiples of the atlas's on its lattice: each lesion
+    voxel centre is an atlas voxel centre, whose label it takes, with no warning) or
+    "nearest" (nearest-neighbour sampling; a ResamplingWarning is emitted). "centre" gives
+    the labels the nearest-neighbour sampling would give.
     """
     shape = tuple(int(s) for s in shape)
     ashape = atlas.data.shape
@@ -481,7 +488,7 @@ def _atlas_labels_on_grid(atlas, affine, shape):
         valid = valid & ok.reshape(view)
     flat, valid = np.broadcast_to(flat, shape).ravel(), np.broadcast_to(valid, shape).ravel()
     labels = np.where(valid, atlas.data.ravel()[flat], 0).astype(np.int32)
-    return labels, "exact"
+    return labels, "exact" if np.array_equal(np.abs(lin).sum(axis=1), np.ones(3)) else "centre"
 
 
 # -------------------------------------------------------------- lesion matrix
@@ -658,7 +665,7 @@ def territory_load(cohort, *, atlas=None, level=1, measure="territory_fraction",
         table's abbreviations, in label order), then ``outside_ml`` (lesioned ml on atlas
         background or beyond its field of view, whatever the measure) and
         ``lesion_volume_ml`` (lesioned ml on the cohort grid). ``df.attrs`` records
-        ``measure``, ``level``, ``atlas``, ``alignment`` (``"exact"`` or ``"nearest"``)
+        ``measure``, ``level``, ``atlas``, ``alignment`` (``"exact"``, ``"centre"`` or ``"nearest"``)
         and ``territory_volume_ml`` (dict: territory -> ml in the atlas grid). A territory
         of zero volume gives NaN for ``"territory_fraction"``.
 

@@ -165,6 +165,41 @@ def test_permuted_axes_lattice_is_exact(atlas):
     assert table.attrs["alignment"] == "exact"
 
 
+@pytest.mark.parametrize("measure", ["territory_fraction", "lesion_fraction", "ml"])
+def test_integer_scaled_lattice_samples_centres_without_warning(atlas, monkeypatch, measure):
+    """A 2 mm LAS grid whose voxel centres are atlas voxel centres (like Cohort.resample(2)
+    against the 1 mm atlas): no ResamplingWarning, and the very values of the
+    nearest-neighbour path and of the brute force."""
+    import lsm.territory as territory
+
+    affine = np.array([[-2.0, 0, 0, 5], [0, 2, 0, -5], [0, 0, 2, -6], [0, 0, 0, 1]])
+    rng = np.random.default_rng(11)
+    masks = [rng.random((6, 5, 5)) < 0.4 for _ in range(5)]  # x 5..-5, y -5..3, z -6..2
+    cohort = _cohort(masks, affine=affine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = territory_load(cohort, atlas=atlas, measure=measure)
+    assert table.attrs["alignment"] == "centre"
+    values = LABELS["index"].tolist()
+    counts = _brute_counts(masks, affine, _atlas_data(), ATLAS_AFFINE, values)
+    atlas_voxels = np.array([(_atlas_data() == v).sum() for v in values])
+    n = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = {
+            "ml": counts[:, :-1] * 0.008,
+            "lesion_fraction": counts[:, :-1] / n[:, None],
+            "territory_fraction": counts[:, :-1] * 0.008 / (atlas_voxels * 0.001),
+        }[measure]
+    assert_allclose(table.iloc[:, :-2].to_numpy(), expected, rtol=1e-12)
+    assert_allclose(table["outside_ml"], counts[:, -1] * 0.008, rtol=1e-12)
+    monkeypatch.setattr(territory, "_lattice_map", lambda vox2vox: None)
+    with pytest.warns(ResamplingWarning, match="do not share a voxel lattice"):
+        nearest = territory_load(cohort, atlas=atlas, measure=measure)
+    assert nearest.attrs["alignment"] == "nearest"
+    pd.testing.assert_frame_equal(table, nearest, check_exact=True)
+    assert table.attrs["territory_volume_ml"] == nearest.attrs["territory_volume_ml"]
+
+
 def test_lesion_fractions_and_outside_add_up_to_the_lesion(cohort, atlas):
     table = territory_load(cohort, atlas=atlas, measure="lesion_fraction")
     total = table.iloc[:, :-2].sum(axis=1) + table["outside_ml"] / table["lesion_volume_ml"]
