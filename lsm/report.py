@@ -129,6 +129,15 @@ def _cluster_tables(table):
     return numbers, territories
 
 
+def _territory_caption(table, atlas):
+    """How the clusters were labelled: what the cluster-table caption says of territories."""
+    if atlas is None or "territory_level1" not in table:
+        return "not labelled with arterial territories (no atlas)."
+    if len(table) and (table["territory_level1"] == "unavailable").all():
+        return "not labelled with arterial territories (the arterial atlas was not found)."
+    return "territories from the Liu et al. (2023) arterial atlas."
+
+
 def _short(value, limit=12):
     if isinstance(value, (list, tuple)) and len(value) > limit:
         head = ", ".join(map(str, value[:limit]))
@@ -253,7 +262,7 @@ def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="art
     table = result.clusters(atlas=atlas, data_dir=data_dir)
     body = ('<p class="note">Connected clusters (26-connectivity) of significant voxels, '
             'positive and negative apart, largest first; peak coordinates in MNI mm; '
-            'territories from the Liu et al. (2023) arterial atlas.</p>')
+            f'{_territory_caption(table, atlas)}</p>')
     numbers, territories = _cluster_tables(table)
     body += f'<div class="wide">{_df_table(numbers, max_rows, "clusters")}</div>'
     if territories is not None and len(territories):

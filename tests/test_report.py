@@ -159,6 +159,24 @@ def test_report_contents(report_file, cohort, result):
     assert "<b>sex</b>" not in text and "&lt;b&gt;sex&lt;/b&gt;" in text
 
 
+def test_cluster_caption_matches_the_labelling(report_file, tmp_path, result, monkeypatch):
+    # atlas=None (as in the demo): the caption must not claim atlas territories
+    clusters_text = parse(report_file.read_text(encoding="utf-8")).text["clusters"]
+    assert "Liu et al." not in clusters_text and "Arterial territories" not in clusters_text
+    assert "not labelled with arterial territories (no atlas)" in clusters_text
+    # atlas asked for but not found: the table says "unavailable", the caption says why
+    from lsm.exceptions import DataFetchError
+
+    def missing(cls, level, data_dir):
+        raise DataFetchError("no atlas here")
+
+    monkeypatch.setattr(_AtlasLookup, "get", classmethod(missing))
+    path = make_report(result, tmp_path / "r.html", atlas="arterial")
+    clusters_text = parse(path.read_text(encoding="utf-8")).text["clusters"]
+    assert "the arterial atlas was not found" in clusters_text
+    assert "Liu et al." not in clusters_text
+
+
 def test_overlap_uses_the_analysed_subjects(cohort, result):
     img, caption = report_mod._analysed_overlap(result, cohort, None)
     expected = sum(cohort.lesion_mask(s).astype(int) for s in result.provenance["subjects"])
