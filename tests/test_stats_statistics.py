@@ -215,6 +215,32 @@ def test_t_to_z_tail_identity_and_far_tail():
     assert abs(zz[switch] / zz[switch - 1] - 1) < 0.01
 
 
+@pytest.mark.parametrize("df", [40.0, 900.0])
+def test_t_to_z_far_tail_exact_for_large_df(df):
+    # Welch and Brunner-Munzel df reach the number of subjects (~900 on SOOP), where
+    # P(T > t) underflows already at t ~ 40. Reference: the same tail from scipy's
+    # hyp2f1, I_x(a, 1/2) = x^a / (a B(a, 1/2)) 2F1(a, 1/2; a + 1; x).
+    from scipy import special
+
+    a = df / 2
+    t = np.geomspace(30.0, 3e3, 500)
+    x = df / (df + t * t)
+    log_tail = (
+        np.log(0.5) + a * np.log(x) - np.log(a) - special.betaln(a, 0.5)
+        + np.log(special.hyp2f1(a, 0.5, a + 1, x))
+    )
+    expected = -special.ndtri_exp(log_tail)
+    z = t_to_z(t, df)
+    np.testing.assert_allclose(z, expected, rtol=1e-12)
+    np.testing.assert_allclose(t_to_z(-t, df), -expected, rtol=1e-12)
+    # Increasing in t across the switch from stdtr to the log-tail series, and finite
+    # for finite t whose square overflows.
+    fine = np.linspace(t[0], 80.0, 20001)
+    assert np.all(np.diff(t_to_z(fine, df)) > 0)
+    huge = t_to_z(np.array([1e160, 1e300]), df)
+    assert np.all(np.isfinite(huge)) and huge[1] > huge[0]
+
+
 @pytest.mark.parametrize("block", [7, 1 << 22])
 def test_unique_patterns_roundtrip_and_collision_fallback(monkeypatch, block):
     from lsm.stats import _patterns
