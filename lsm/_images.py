@@ -39,14 +39,24 @@ def grid_mapping(src_affine, src_shape, dst_affine, dst_shape):
     whose voxel contains each destination voxel centre, or -1 outside the source grid.
     When both grids share a lattice (same voxel size, any flips/permutations of axes,
     integer offsets) the mapping is exact: no voxel is lost or invented.
+
+    A destination centre exactly halfway between two source voxel centres (e.g. grids
+    offset by half a voxel) takes the source voxel with the larger world coordinate along
+    that axis, whatever the source's orientation: a mask stored LAS regrids like its RAS
+    copy. (For a source axis pointing to +world this is scipy/nilearn's round-half-up.)
     """
     dst_shape = tuple(int(s) for s in dst_shape)
     src_shape = tuple(int(s) for s in src_shape)
+    src_affine = np.asarray(src_affine, dtype=np.float64)
     vox2vox = np.linalg.solve(src_affine, dst_affine)
     ijk = np.indices(dst_shape, dtype=np.float64).reshape(3, -1)
     src = vox2vox[:3, :3] @ ijk + vox2vox[:3, 3:4]
-    # Round half away from the floor consistently; tolerate float noise on exact lattices.
-    src = np.floor(src + 0.5 + 1e-6).astype(np.int64)
+    # Sign of the world axis each source axis mostly points along: ties are rounded up
+    # along +world, i.e. down in index on a flipped axis. The 1e-6 tolerates float noise
+    # on exact lattices.
+    cols = src_affine[:3, :3]
+    sign = np.where(cols[np.abs(cols).argmax(axis=0), np.arange(3)] < 0, -1.0, 1.0)[:, None]
+    src = (sign * np.floor(sign * src + 0.5 + 1e-6)).astype(np.int64)
     inside = np.all((src >= 0) & (src < np.array(src_shape)[:, None]), axis=0)
     flat = np.full(src.shape[1], -1, dtype=np.int64)
     flat[inside] = np.ravel_multi_index(tuple(src[:, inside]), src_shape)

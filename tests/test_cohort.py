@@ -178,6 +178,39 @@ def test_other_orientation_and_grid_are_resampled(tree):
     np.testing.assert_array_equal(back.lesion_mask("sub-3"), data.astype(bool))
 
 
+def test_half_voxel_ties_do_not_depend_on_orientation():
+    """A target grid offset by half a voxel on every axis: each target centre lies halfway
+    between source centres. The same lesion stored RAS, LAS or RPI regrids to the same
+    voxels: ties take the source voxel with the larger world coordinate (brute force)."""
+    rng = np.random.default_rng(3)
+    shape = (7, 6, 5)
+    data = rng.random(shape) < 0.3
+    ras = np.diag([1.0, 1.0, 1.0, 1.0])
+    ras[:3, 3] = [-3.0, -2.0, -1.0]
+    flips = {"RAS": (False, False, False), "LAS": (True, False, False), "RPI": (False, True, True)}
+    images = {}
+    for n, (name, flip) in enumerate(flips.items(), start=1):
+        stored, affine = data, ras.copy()
+        for axis, f in enumerate(flip):
+            if f:
+                stored = np.flip(stored, axis)
+                m = np.eye(4)
+                m[axis, axis], m[axis, 3] = -1.0, shape[axis] - 1
+                affine = affine @ m
+        images[f"sub-{n}"] = nib.Nifti1Image(np.ascontiguousarray(stored).astype(np.uint8), affine)
+    target_affine = ras.copy()
+    target_affine[:3, 3] -= 0.5  # centres halfway between source centres
+    target_shape = tuple(s + 1 for s in shape)
+    phenotype = pd.DataFrame({"participant_id": list(images), "age": [50, 60, 70]})
+    cohort = _load(images, phenotype, target_img=nib.Nifti1Image(np.zeros(target_shape, np.uint8), target_affine))
+    # Brute force: target voxel (i, j, k) at world ras-origin + (i, j, k) - 0.5 takes the
+    # source voxel at + 0.5 along each axis, i.e. source voxel (i, j, k) of the RAS copy.
+    expected = np.zeros(target_shape, dtype=bool)
+    expected[: shape[0], : shape[1], : shape[2]] = data
+    for subject in images:
+        np.testing.assert_array_equal(cohort.lesion_mask(subject), expected, err_msg=subject)
+
+
 def test_resample_to_mni_voxel_size(tree):
     cohort = _load(tree / "lesions", tree / "participants.tsv")
     mni2 = cohort.resample(2)
