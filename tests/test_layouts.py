@@ -159,6 +159,21 @@ def test_atlas_r2(atlas2_tree):
     assert cohort.metadata["dataset"] == "ATLAS R2.0"
 
 
+def test_atlas_r2_subject_with_several_rows_and_no_mask_is_listed(atlas2_tree):
+    """A metadata subject with one row per session but no mask is not lost silently: it
+    is listed in `dropped` (once) as a phenotype row without a lesion mask."""
+    root, masks = atlas2_tree
+    meta = root / "20220425_ATLAS_2.0_MetaData.xlsx"
+    table = pd.read_excel(meta)
+    extra = table[table["Subject ID"] == "sub-r003s001"].assign(Session="ses-2")
+    pd.concat([table, extra], ignore_index=True).to_excel(meta, index=False)
+    cohort = _quiet(load_atlas_r2, root)
+    assert cohort.subjects == sorted(masks)
+    assert cohort.dropped.to_dict("records") == [
+        {"subject": "sub-r003s001", "source": "phenotype", "reason": "phenotype row without a lesion mask"}
+    ]
+
+
 def test_atlas_needs_one_metadata_file(atlas2_tree):
     root, _ = atlas2_tree
     (root / "copy_MetaData.csv").write_text("Subject ID\nsub-r001s001\n")

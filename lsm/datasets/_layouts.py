@@ -397,7 +397,8 @@ def load_atlas_r2(root, release="2.0", *, metadata=None, session=None, rename=No
 
 def _one_row_per_subject(phenotype, sessions):
     """Where a subject has several metadata rows (one per session), keep the row of the
-    session whose mask was loaded ("ses-1" and "1", "t01" and "t1" match)."""
+    session whose mask was loaded ("ses-1" and "1", "t01" and "t1" match). A subject
+    without a loaded mask keeps its first row, so the join lists it in ``dropped``."""
     if "session" not in phenotype.columns:
         return phenotype
     from ..cohort import normalize_id
@@ -411,8 +412,9 @@ def _one_row_per_subject(phenotype, sessions):
         norm = [re.sub(r"^(ses-|t)0*", "", str(x).strip().lower()) for x in (a, b)]
         return norm[0] == norm[1]
 
-    keep = [not rep or same(sessions.get(pid), ses)
-            for pid, rep, ses in zip(ids, repeated, phenotype["session"])]
+    first = ~ids.duplicated(keep="first")
+    keep = [not rep or (same(sessions[pid], ses) if pid in sessions else is_first)
+            for pid, rep, ses, is_first in zip(ids, repeated, phenotype["session"], first)]
     return phenotype[keep]
 
 
