@@ -238,8 +238,9 @@ def vlsm(
             names = sorted({c.split("[")[0] for c in missing})
             excluded.append({"subject": subject, "reason": f"missing covariate {', '.join(map(repr, names))}"})
             continue
-        if volumes is not None and not volumes[subject] > 0:
-            excluded.append({"subject": subject, "reason": "zero lesion volume (lesion volume control)"})
+        if lesion_volume == "dtlvc" and not volumes[subject] > 0:
+            # 1 / sqrt(0): dTLVC cannot scale an empty lesion (a volume covariate can be 0).
+            excluded.append({"subject": subject, "reason": "zero lesion volume (lesion_volume='dtlvc')"})
             continue
         keep.append(subject)
     if excluded:
@@ -250,6 +251,10 @@ def vlsm(
             f"(first reasons: {[e['reason'] for e in excluded[:3]]})."
         )
 
+    if excluded and cov.shape[1]:
+        # Dummy-code categorical covariates on the analysed subjects only: a level seen only
+        # among excluded subjects would give an all-zero column (a collinear model).
+        cov = _covariate_frame(phenotype.loc[keep], covariates)
     scores = y[keep].to_numpy()
     if method == "liebermeister":
         levels = np.unique(scores)

@@ -133,6 +133,29 @@ def test_regression_with_categorical_covariate_matches_statsmodels(cohort):
     assert res.provenance["covariate_columns"][0] == "age"
 
 
+@pytest.mark.parametrize("only_excluded", ["C", "A0"])
+def test_categorical_levels_of_excluded_subjects_are_not_coded(only_excluded):
+    # A level carried only by subjects without a score (a new level, or the first level,
+    # the reference) must not enter the model as an all-zero or all-one dummy.
+    c = make_synthetic_cohort(40, random_state=1)
+    subs = c.subjects
+    c.phenotype["site"] = ["A", "B"] * 20
+    c.phenotype.loc[subs[:2], "site"] = only_excluded
+    c.phenotype.loc[subs[:2], "score"] = np.nan
+    res = lsm.vlsm(c, "score", method="regression", covariates=["site"], correction="none",
+                   min_lesioned=3)
+    assert res.provenance["covariate_columns"] == ["site[B]"]
+    kept = subs[2:]
+    les = c.lesion_matrix(subjects=kept).toarray()
+    ph = c.phenotype.loc[kept]
+    y = ph["score"].to_numpy(float)
+    site_b = (ph["site"] == "B").to_numpy(float)
+    tested = np.flatnonzero(_flat(res.mask_img))
+    stat = _flat(res.stat)
+    for j in tested[:: max(1, tested.size // 10)]:
+        np.testing.assert_allclose(stat[j], _ols_t(y, les[:, j], [site_b]), rtol=1e-8)
+
+
 @pytest.mark.parametrize("mode", ["covariate", "dtlvc"])
 def test_lesion_volume_control_matches_statsmodels(cohort, mode):
     res = lsm.vlsm(cohort, "score", method="regression", lesion_volume=mode,
@@ -143,6 +166,35 @@ def test_lesion_volume_control_matches_statsmodels(cohort, mode):
     tested = np.flatnonzero(_flat(res.mask_img))
     stat = _flat(res.stat)
     for j in tested[:: max(1, tested.size // 15)]:
+        if mode == "covariate":
+            ref = _ols_t(y, les[:, j], [vol])
+        else:
+            ref = _ols_t(y, les[:, j] / np.sqrt(vol), [])
+        np.testing.assert_allclose(stat[j], ref, rtol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["covariate", "dtlvc"])
+def test_subject_without_lesion_and_lesion_volume_control(mode):
+    # A lesion volume of 0 is a valid covariate value; only dTLVC (1 / sqrt(volume))
+    # must exclude the subject, and say why.
+    c = make_synthetic_cohort(40, random_state=3)
+    empty = c.subjects[4]
+    c._indices[empty] = np.zeros(0, dtype=np.int64)
+    c._native_volumes[empty] = 0.0
+    res = lsm.vlsm(c, "score", method="regression", lesion_volume=mode, correction="none",
+                   min_lesioned=3)
+    excluded = {e["subject"]: e["reason"] for e in res.provenance["excluded"]}
+    kept = [s for s in c.subjects if mode == "covariate" or s != empty]
+    assert res.provenance["subjects"] == kept
+    assert (empty in excluded) == (mode == "dtlvc")
+    if mode == "dtlvc":
+        assert "zero lesion volume" in excluded[empty]
+    les = c.lesion_matrix(subjects=kept).toarray().astype(float)
+    y = c.phenotype.loc[kept, "score"].to_numpy(float)
+    vol = c.lesion_volumes.loc[kept].to_numpy(float)
+    tested = np.flatnonzero(_flat(res.mask_img))
+    stat = _flat(res.stat)
+    for j in tested[:: max(1, tested.size // 10)]:
         if mode == "covariate":
             ref = _ols_t(y, les[:, j], [vol])
         else:
