@@ -13,7 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import pandas as pd
 
-from ._utils import atomic_write_text
+from ._utils import RESULT_SUBDIR, atomic_write_text
 from .results import _json_safe
 
 __all__ = [
@@ -102,7 +102,7 @@ def move_result_files(result, folder, **save_kwargs):
     reads the result back and other outputs can sit beside it.
     """
     folder = Path(folder)
-    sub = folder / ".vlsm-result"
+    sub = folder / RESULT_SUBDIR
     result.save(sub, **save_kwargs)
     for item in sorted(sub.iterdir()):
         target = folder / item.name

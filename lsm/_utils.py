@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -10,7 +11,14 @@ import numpy as np
 
 from .exceptions import OutputExistsError
 
-__all__ = ["check_option", "check_random_state", "atomic_output_dir", "atomic_write_text"]
+__all__ = ["check_option", "check_random_state", "atomic_output_dir", "atomic_write_text",
+           "display_path"]
+
+#: Subfolder of an output folder that :func:`lsm._derivatives.move_result_files` saves a
+#: result into before moving its files up.
+RESULT_SUBDIR = ".vlsm-result"
+# the temporary sibling ".<name>.tmp-<random>" of atomic_output_dir / atomic_write_text
+_TMP_NAME = re.compile(r"(?<![^/\\\s'\"])\.([^/\\'\"\n]+?)\.tmp-[A-Za-z0-9_]+")
 
 
 def check_option(name, value, allowed):
@@ -34,6 +42,17 @@ def check_random_state(random_state):
             "RandomState objects are not supported (use np.random.default_rng(seed))."
         )
     return np.random.default_rng(random_state)
+
+
+def display_path(text):
+    """``text`` (a path or a message) with the temporary names of atomic outputs replaced.
+
+    ``.out.tmp-x1y2/report.html`` becomes ``out/report.html`` and the
+    ``.vlsm-result`` subfolder is dropped, so that messages name the final output path
+    the user asked for, never the temporary folder renamed into place at the end.
+    """
+    text = _TMP_NAME.sub(r"\1", str(text))
+    return re.sub(rf"[/\\]{re.escape(RESULT_SUBDIR)}(?=$|[/\\\s'\"])", "", text)
 
 
 def _umask():

@@ -658,10 +658,22 @@ def _cmd_report(args):
 
 # --------------------------------------------------------------------------------- main
 def _one_line(exc):
+    from ._utils import display_path
+
     text = str(exc) or type(exc).__name__
     if isinstance(exc, KeyError) and len(exc.args) == 1:
         text = str(exc.args[0])
-    return re.sub(r"\s+", " ", text).strip()
+    # name the output the user asked for, not the temporary folder it is written into
+    return display_path(re.sub(r"\s+", " ", text).strip())
+
+
+class _LogFormatter(logging.Formatter):
+    """``lsm: message``, naming final output paths instead of temporary folders."""
+
+    def format(self, record):
+        from ._utils import display_path
+
+        return display_path(super().format(record))
 
 
 def _configure_logging(args):
@@ -672,7 +684,7 @@ def _configure_logging(args):
     else:
         level = logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("lsm: %(message)s"))
+    handler.setFormatter(_LogFormatter("lsm: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

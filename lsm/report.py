@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._utils import _check_target, atomic_write_text
+from ._utils import _check_target, atomic_write_text, display_path
 
 __all__ = ["make_report", "report_html"]
 
@@ -325,5 +325,5 @@ def make_report(result, path, cohort=None, overlap_img=None, *, title=None, over
     text = report_html(result, cohort, overlap_img, title=title, atlas=atlas,
                        data_dir=data_dir, dpi=dpi, max_rows=max_rows)
     atomic_write_text(path, text, overwrite=overwrite)
-    logger.info("Wrote report %s", path)
+    logger.info("Wrote report %s", display_path(path))
     return Path(path)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ._utils import atomic_output_dir, check_option
+from ._utils import atomic_output_dir, check_option, display_path
 from .exceptions import AnalysisError, LSMError
 
 __all__ = ["VLSMResult", "Summary"]
@@ -802,7 +802,7 @@ class VLSMResult:
             }
             _write_json(tmp / _RESULT_JSON, meta)
             _write_json(tmp / "dataset_description.json", _dataset_description(self.provenance))
-        logger.info("Saved VLSM result to %s", path)
+        logger.info("Saved VLSM result to %s", display_path(path))
         return Path(path)
 
     @classmethod

@@ -418,3 +418,52 @@ def test_correlate_territory_level_matches_the_library(shared_data_dir, study, t
     assert list(table.index) == list(expected.index)
     np.testing.assert_allclose(table["r"], expected["r"], rtol=1e-10)
     np.testing.assert_allclose(table["p_fwe"], expected["p_fwe"], rtol=1e-10)
+
+
+def test_messages_never_name_temporary_folders(study, tmp_path):
+    """Outputs are written into a hidden '.<name>.tmp-*' folder renamed at the end: no message
+    (default or --verbose) names it or the '.vlsm-result' subfolder; they name the output."""
+    root = study["root"]
+    lesions, pheno, atlas = root / "lesions", root / "participants.tsv", root / "quadrants.nii.gz"
+    commands = {
+        "demo": ["demo", "--n-subjects", "40", "--n-permutations", "20"],
+        "vlsm": ["vlsm", "-l", lesions, "-p", pheno, "-s", "nihss", "--n-permutations", "20",
+                 "--no-territories"],
+        "territory-load": ["territory-load", "-l", lesions, "--atlas", atlas],
+        "descriptors": ["descriptors", "-l", lesions, "--atlas", atlas],
+        "overlap": ["overlap", "-l", lesions, "-p", pheno, "--by", "sex"],
+        "correlate": ["correlate", "-l", lesions, "-p", pheno, "-s", "nihss", "--n-boot", "20"],
+    }
+    assert set(commands) | {"report"} == set(SUBCOMMANDS)
+    for verbosity in ([], ["-v"]):
+        tag = "".join(verbosity)
+        runs = {name: (tmp_path / f"{name}{tag}", args) for name, args in commands.items()}
+        runs["report"] = (tmp_path / f"report{tag}.html",
+                          ["report", tmp_path / f"vlsm{tag}", "--no-territories"])
+        for name, (out, args) in runs.items():
+            proc = run_lsm(*verbosity, *args, "-o", out)
+            text = proc.stdout + proc.stderr
+            assert proc.returncode == 0, (name, proc.stderr)
+            assert ".tmp-" not in text and ".vlsm-result" not in text, (name, verbosity, text)
+            assert str(out) in text, (name, verbosity, text)  # the final output is named
+
+
+def test_error_while_writing_names_the_output_not_the_temporary_folder(study, tmp_path, capsys,
+                                                                       monkeypatch):
+    import lsm.results as results_mod
+    from lsm.cli import main
+
+    def disk_full(img, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(results_mod, "_write_nifti", disk_full)
+    out = tmp_path / "out"
+    argv = ["vlsm", "-l", str(study["root"] / "lesions"), "-p", str(study["root"] / "participants.tsv"),
+            "-s", "nihss", "--n-permutations", "20", "--no-territories", "-o", str(out)]
+    assert main(argv) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("lsm: warning:")]
+    assert len(err) == 1 and err[0].startswith("lsm: error:"), err
+    err = err[0]
+    assert ".tmp-" not in err and ".vlsm-result" not in err, err
+    assert f"{out / 'vlsm_stat-stat_statmap.nii.gz'}" in err
+    assert list(tmp_path.iterdir()) == []
