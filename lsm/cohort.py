@@ -669,8 +669,8 @@ class Cohort:
         lines = [
             f"Cohort of {len(self)} subjects ({self.space} space)",
             f"  grid: {self.shape} voxels of {self.voxel_size} mm",
-            f"  lesion volume (ml): median {vol.median():.2f}, IQR {vol.quantile(0.25):.2f}-"
-            f"{vol.quantile(0.75):.2f}, range {vol.min():.3f}-{vol.max():.1f}",
+            f"  lesion volume (ml): median {vol.median():.4g}, IQR {vol.quantile(0.25):.4g}-"
+            f"{vol.quantile(0.75):.4g}, range {vol.min():.4g}-{vol.max():.4g}",
             "  phenotype:",
         ]
         for col in self.phenotype.columns:

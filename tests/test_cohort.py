@@ -178,6 +178,31 @@ def test_other_orientation_and_grid_are_resampled(tree):
     np.testing.assert_array_equal(back.lesion_mask("sub-3"), data.astype(bool))
 
 
+def test_describe_reports_volumes_phenotype_and_drops():
+    """Volumes of 2, 5 and 40 voxels of 1 mm^3: every number printed with its digits
+    (the range's upper end used to be rounded to one decimal: '0.002-0.0')."""
+    from lsm.cohort import Cohort
+
+    sizes = {"sub-1": 2, "sub-2": 5, "sub-3": 40}
+    phenotype = pd.DataFrame(
+        {"nihss": [4.0, np.nan, 12.0], "sex": ["F", "M", "F"]},
+        index=pd.Index(list(sizes), name="participant_id"),
+    )
+    dropped = pd.DataFrame([("sub-9", "phenotype", "phenotype row without a lesion mask")],
+                           columns=["subject", "source", "reason"])
+    cohort = Cohort({s: np.arange(n) for s, n in sizes.items()}, phenotype, np.eye(4), (4, 4, 4),
+                    dropped=dropped)
+    vol = pd.Series(sizes, dtype=float) / 1000.0
+    text = cohort.describe()
+    assert (f"median {vol.median():.4g}, IQR {vol.quantile(0.25):.4g}-{vol.quantile(0.75):.4g}, "
+            f"range {vol.min():.4g}-{vol.max():.4g}") in text
+    assert "range 0.002-0.04" in text
+    assert "nihss: 2 non-missing; mean 8.00, range 4-12" in text
+    assert "sex: 3 non-missing; F: 2, M: 1" in text
+    assert "1 x phenotype row without a lesion mask" in text
+    assert cohort._repr_html_().startswith("<pre>Cohort of 3 subjects")
+
+
 def test_half_voxel_ties_do_not_depend_on_orientation():
     """A target grid offset by half a voxel on every axis: each target centre lies halfway
     between source centres. The same lesion stored RAS, LAS or RPI regrids to the same
