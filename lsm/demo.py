@@ -222,6 +222,9 @@ def run_demo(
             method="ttest",
             n_permutations=n_permutations,
             correction="fwe",
+            # lsm.vlsm's default (5% of the subjects) is below 2 subjects under 40: a voxel
+            # needs 2 lesioned and 2 spared subjects, so small demos use 2
+            min_lesioned=0.05 if n_subjects >= 40 else 2,
             random_state=random_state,
             n_jobs=n_jobs,
             verbose=verbose,

@@ -88,6 +88,15 @@ def test_demo_rejects_tiny_cohorts(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_small_demo_runs(tmp_path):
+    """Any n_subjects >= 10 runs (lsm.vlsm's 5% default means fewer than 2 subjects below 40)."""
+    run = run_demo(tmp_path / "small", n_subjects=12, n_permutations=10)
+    assert run.result.params["min_lesioned_count"] == 2
+    tested = np.asarray(run.result.mask_img.dataobj).astype(bool)
+    counts = np.asarray(run.result.n_lesioned.dataobj)
+    assert tested.any() and counts[tested].min() >= 2 and (12 - counts[tested]).min() >= 2
+
+
 def test_recovery_by_hand():
     """recovery() on a hand-built result: every number counted here independently."""
     shape = (9, 9, 9)
