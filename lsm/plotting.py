@@ -5,6 +5,7 @@ Every function returns the nilearn display or the matplotlib figure it drew, nev
 """
 
 import logging
+import math
 
 import nibabel as nib
 import numpy as np
@@ -253,6 +254,7 @@ def plot_null_distribution(result, *, bins=50, ax=None, title=None):
     fig : matplotlib.figure.Figure
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     null = result.null_distribution
     if null is None:
@@ -263,21 +265,54 @@ def plot_null_distribution(result, *, bins=50, ax=None, title=None):
         fig = ax.figure
     null = np.asarray(null, dtype=np.float64)
     alpha = float(result.params.get("alpha", 0.05))
-    ax.hist(null, bins=bins, color="0.6", edgecolor="0.35")
-    crit = float(np.quantile(null, 1 - alpha))
-    ax.axvline(crit, color="tab:blue", linestyle="--",
-               label=f"critical value ({1 - alpha:.0%} quantile) = {crit:.3g}")
+    # perfect separation gives infinite statistics: histogram the finite ones, say the rest
+    finite = null[np.isfinite(null)]
+    n_off = null.size - finite.size
+    ax.hist(finite, bins=bins, color="0.6", edgecolor="0.35",
+            label=f"{n_off} permutation(s) at ±inf or nan, not drawn" if n_off else None)
+
+    off_axis = []
+
+    def line(value, label, **style):
+        if np.isfinite(value):
+            ax.axvline(value, label=label, **style)
+        elif label is not None:  # off the axis: kept in the legend only
+            off_axis.append(Line2D([], [], label=f"{label} (off the axis)", **style))
+
+    crit = _quantile(null, 1 - alpha)
+    line(crit, f"critical value ({1 - alpha:.0%} quantile) = {crit:.3g}", color="tab:blue",
+         linestyle="--")
     observed = observed_null_value(result)
     if observed is not None:
         for r, value in enumerate(np.atleast_1d(observed)[:5]):
-            ax.axvline(value, color="tab:red", linewidth=2,
-                       label=f"observed = {value:.3g}" if r == 0 else None)
+            line(value, f"observed = {value:.3g}" if r == 0 else None, color="tab:red",
+                 linewidth=2)
     ax.set_xlabel(result.null_statistic or f"null statistic ({result.params.get('correction')})")
     ax.set_ylabel("permutations")
     ax.set_title(title or f"Permutation null (n = {null.size})")
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + off_axis, loc="best", fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def _quantile(values, q):
+    """``np.quantile`` (linear) that lets +/-inf values through instead of giving nan.
+
+    Interpolating towards an infinite value gives that infinity (the limit); numpy's
+    ``inf - inf`` gives nan instead.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if np.isnan(values).any() or finite.size == values.size:
+        return float(np.quantile(values, q))
+    big = np.finfo(np.float64).max / 4
+    crit = float(np.quantile(np.clip(values, -big, big), q))
+    # beyond every finite value: the interpolation used a clipped infinity
+    if crit > finite.max(initial=-math.inf):
+        return math.inf
+    if crit < finite.min(initial=math.inf):
+        return -math.inf
+    return crit
 
 
 def _background(bg_img):

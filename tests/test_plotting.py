@@ -1,5 +1,7 @@
 """Tests of lsm.plotting (Agg backend, set in conftest)."""
 
+import io
+
 import matplotlib.pyplot as plt
 import nibabel as nib
 import numpy as np
@@ -91,6 +93,22 @@ def test_plot_null_distribution_lines():
     assert heights == res.null_distribution.size
     fig2, ax2 = plt.subplots()
     assert plotting.plot_null_distribution(res, ax=ax2) is fig2
+
+
+def test_plot_null_distribution_with_infinite_values():
+    # perfect separation: observed max |z| = +inf and some permutations too
+    null = np.array([2.5, np.inf, 3.1, 1.9, np.inf, 2.2])
+    res = make_result(null_distribution=null, observed=np.inf)
+    fig = plotting.plot_null_distribution(res)
+    ax = fig.axes[0]
+    assert sum(p.get_height() for p in ax.patches) == 4  # the finite permutations
+    crit = np.quantile(null, 0.95)  # inf: off the axis
+    assert not np.isfinite(crit) and _vlines(ax) == []
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "2 permutation(s) at ±inf or nan, not drawn" in labels
+    assert "observed = inf (off the axis)" in labels
+    assert "critical value (95% quantile) = inf (off the axis)" in labels
+    fig.savefig(io.BytesIO(), format="png")  # draws
 
 
 def test_observed_value_fallback_only_when_null_is_in_z_units():
