@@ -773,11 +773,11 @@ def _correlation_frame(frame, score, covariates, method, log_volume, n_boot, ci,
             f"correlation needs at least {k + 3}."
         )
     if k:
-        _check_collinear(
-            np.column_stack([np.ones(n), x, Z]),
-            ["const", LOG_VOLUME if log_volume else VOLUME] + covariates,
-            what="covariates",
-        )
+        names = ["const", LOG_VOLUME if log_volume else VOLUME] + covariates
+        _check_collinear(np.column_stack([np.ones(n), x, Z]), names, what="covariates")
+        if method == "spearman":  # the partial correlation is computed on ranks
+            ranks = stats.rankdata(np.column_stack([x, Z]), axis=0)
+            _check_collinear(np.column_stack([np.ones(n), ranks]), names, what="covariate ranks")
     r, p = _corr_point(x, y, Z, method)
     ci_bounds = (np.nan, np.nan)
     if n_boot:
@@ -1468,6 +1468,9 @@ def territory_lsm(
     Z = table[nuisance].to_numpy(float) if nuisance else np.empty((n, 0))
     if nuisance:
         _check_collinear(np.column_stack([np.ones(n), Z]), ["const"] + nuisance, "covariates")
+        if method == "spearman":  # the nuisance model is fitted on ranks
+            _check_collinear(np.column_stack([np.ones(n), stats.rankdata(Z, axis=0)]),
+                             ["const"] + nuisance, "covariate ranks")
     X_all = table[territories].fillna(0.0).to_numpy(float)  # only all-NaN columns had NaN
     n_lesioned = (X_all > 0).sum(0)
     if method == "spearman":

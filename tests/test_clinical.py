@@ -198,6 +198,27 @@ def test_correlation_errors(frame):
         volume_score_correlation(f, "nihss", log_volume=True)
 
 
+def test_spearman_covariates_collinear_on_ranks_are_an_error(frame):
+    """age and age**2 (age > 0) are not collinear, but their ranks are identical: the
+    partial Spearman correlation (computed on ranks) cannot adjust for both. Before, the
+    rank-deficient nuisance basis changed territory r and the p-values' degrees of freedom."""
+    f = frame.assign(age2=frame["age"] ** 2)
+    assert np.array_equal(stats.rankdata(f["age"]), stats.rankdata(f["age2"]))
+    with pytest.raises(AnalysisError, match=r"collinear covariate ranks: 'age2'.*'age'"):
+        volume_score_correlation(f, "nihss", covariates=["age", "age2"], n_boot=0)
+    with pytest.raises(AnalysisError, match=r"collinear covariate ranks: 'age2'.*'age'"):
+        territory_lsm(f, "nihss", territories=TERR, covariates=["age", "age2"], n_permutations=10)
+    # Pearson and regression work on the values themselves, which are not collinear.
+    res = volume_score_correlation(f, "nihss", method="pearson", covariates=["age", "age2"],
+                                   n_boot=0)
+    Z = sm.add_constant(f[["age", "age2"]].to_numpy(float))
+    rx = sm.OLS(f["lesion_volume"].to_numpy(float), Z).fit().resid
+    ry = sm.OLS(f["nihss"].to_numpy(float), Z).fit().resid
+    assert res.r == pytest.approx(np.corrcoef(rx, ry)[0, 1], rel=1e-10)
+    territory_lsm(f, "nihss", territories=TERR, method="regression", covariates=["age", "age2"],
+                  n_permutations=10)
+
+
 def test_correlation_result_api(frame):
     res = volume_score_correlation(frame, "nihss", n_boot=100, random_state=0, log_volume=True)
     df = res.to_dataframe()
