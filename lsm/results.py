@@ -824,7 +824,15 @@ class VLSMResult:
                 f"{str(meta_file)!r} not found: {str(path)!r} is not a folder written by "
                 "VLSMResult.save()."
             )
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{str(meta_file)!r} is not valid JSON ({exc}); save the result "
+                             "again with VLSMResult.save().") from None
+        missing = [k for k in ("affine", "shape", "files") if k not in meta]
+        if not isinstance(meta, dict) or missing:
+            raise ValueError(f"{str(meta_file)!r} lacks {missing or 'its keys'}: it was not written "
+                             "by VLSMResult.save().")
         version = meta.get("FormatVersion", 0)
         if not isinstance(version, int) or version > _FORMAT_VERSION:
             raise ValueError(
@@ -883,7 +891,10 @@ def _read_null(path, dtype):
     lines = Path(path).read_text(encoding="utf-8").split()
     if not lines or lines[0] != "null":
         raise ValueError(f"{str(path)!r} is not a null-distribution table (header 'null').")
-    values = [float(v) for v in lines[1:]]
+    try:
+        values = [float(v) for v in lines[1:]]
+    except ValueError as exc:
+        raise ValueError(f"{str(path)!r}: {exc} (one number per line expected).") from None
     return np.asarray(values, dtype=np.dtype(dtype) if dtype else np.float64)
 
 

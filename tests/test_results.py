@@ -496,6 +496,19 @@ def test_load_errors(tmp_path):
     (out / "vlsm.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="format version 99.*Upgrade lsm"):
         VLSMResult.load(out)
+    # damaged files: the error names the file
+    (out / "vlsm.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"vlsm\.json' is not valid JSON"):
+        VLSMResult.load(out)
+    del meta["affine"]
+    meta["FormatVersion"] = 1
+    (out / "vlsm.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"vlsm\.json' lacks \['affine'\]"):
+        VLSMResult.load(out)
+    out = make_result().save(tmp_path / "res2", atlas=None)
+    (out / "vlsm_null.tsv").write_text("null\n1.5\noops\n")
+    with pytest.raises(ValueError, match=r"vlsm_null\.tsv': could not convert .*'oops'"):
+        VLSMResult.load(out)
 
 
 def test_save_refuses_extra_map_file_collision(tmp_path):
