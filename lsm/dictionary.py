@@ -13,6 +13,7 @@ on top, so it can add columns or override the bundled entries.
 Validation rules (:meth:`DataDictionary.validate`):
 
 - missing codes (``MissingValues``, default ``"n/a"``, ``"NA"``, empty) become missing;
+  BIDS ``"n/a"`` and an empty cell are missing whatever ``MissingValues`` lists;
 - ``TopCoded`` strings (``"89+"``) are replaced by their value and listed in the notes;
 - ``integer``/``number`` columns must parse as numbers within ``Minimum``/``Maximum``;
   integers must be whole numbers;
@@ -187,7 +188,8 @@ class DataDictionary(Mapping):
 
 
 def _missing_codes(entry):
-    return set(entry.get("MissingValues", DEFAULT_MISSING)) | {""}
+    """An entry's missing codes; BIDS ``n/a`` and an empty cell are always missing."""
+    return {str(v) for v in entry.get("MissingValues", DEFAULT_MISSING)} | {"", "n/a"}
 
 
 def _as_text(value):

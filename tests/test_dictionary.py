@@ -69,3 +69,13 @@ def test_validation_types():
     bad = raw.assign(c=["L", "left", "R"])
     with pytest.raises(PhenotypeError, match="subject 'sub-2', column 'c': value 'left' is not one of the levels"):
         dd.validate(bad)
+
+
+def test_bids_na_is_missing_whatever_the_entry_lists():
+    """An entry with its own MissingValues (e.g. -999) still treats BIDS 'n/a' as missing."""
+    dd = DataDictionary({"nihss": {"type": "integer", "Minimum": 0, "Maximum": 42, "MissingValues": [-999]}})
+    raw = pd.DataFrame({"nihss": ["4", "n/a", "-999", ""]},
+                       index=pd.Index(["sub-1", "sub-2", "sub-3", "sub-4"], name="participant_id"))
+    clean, report = dd.validate(raw)
+    assert clean["nihss"].iloc[0] == 4.0 and clean["nihss"].iloc[1:].isna().all()
+    assert report.empty
