@@ -226,7 +226,8 @@ def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="art
     img, caption = _analysed_overlap(result, cohort, overlap_img)
     body = _figure(lambda: plotting.plot_overlap(img, title="Lesion overlap"), "lesion overlap",
                    dpi)
-    body += f'<p class="note">{_esc(caption)} Maximum {int(np.max(np.asanyarray(img.dataobj)))}.</p>'
+    peak = float(np.max(np.asanyarray(img.dataobj)))  # a count, or a fraction if given so
+    body += f'<p class="note">{_esc(caption)} Maximum {peak:.4g}.</p>'
     parts.append(_section("overlap", "Lesion overlap", body))
 
     # maps

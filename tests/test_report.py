@@ -186,6 +186,17 @@ def test_overlap_uses_the_analysed_subjects(cohort, result):
     assert img is result.n_lesioned and "from the result" in caption
 
 
+def test_overlap_caption_maximum_of_a_fraction_map(tmp_path, cohort, result):
+    from lsm.plotting import overlap_image
+
+    fraction = overlap_image(cohort, result.provenance["subjects"], proportion=True)
+    expected = np.asarray(fraction.dataobj).max()
+    assert 0 < expected < 1
+    path = make_report(result, tmp_path / "r.html", overlap_img=fraction, atlas=None)
+    overlap_text = parse(path.read_text(encoding="utf-8")).text["overlap"]
+    assert f"Maximum {expected:.4g}." in overlap_text  # was "Maximum 0."
+
+
 def test_report_without_cohort_and_without_significant_voxel(tmp_path, cohort):
     res = synthetic_result(cohort, significant=False)
     path = make_report(res, tmp_path / "r.html", atlas=None)
