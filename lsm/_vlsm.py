@@ -11,10 +11,11 @@ import time
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ._utils import check_option
 from .exceptions import AnalysisError, PhenotypeError, SpaceError
-from .stats import ALTERNATIVES, CORRECTIONS, METHODS, voxelwise_test
+from .stats import ALTERNATIVES, CORRECTIONS, METHODS, resolve_min_lesioned, voxelwise_test
 
 __all__ = ["vlsm", "LESION_VOLUME_OPTIONS"]
 
@@ -78,6 +79,38 @@ def _check_combination(method, covariates, lesion_volume):
             f"method={method!r}: lesion volume enters the regression model ('covariate') or "
             "rescales lesion status ('dtlvc'), which rank and count tests cannot do."
         )
+
+
+def _candidate_matrix(cohort, subjects, min_lesioned):
+    """Lesion matrix of the voxels passing ``min_lesioned`` only, never the whole grid's.
+
+    Lesioned subjects are counted per voxel from each subject's lesion indices, and only
+    the columns of voxels with enough lesioned and non-lesioned subjects are built, so
+    the full (subjects x grid) matrix is never held (the largest array at 1 mm).
+
+    Returns
+    -------
+    lesions : scipy.sparse.csr_matrix of shape (n_subjects, n_candidates)
+    voxel_index : ndarray of shape (n_candidates,)
+        Flat grid index of each column.
+    n_lesioned : ndarray of shape (n_grid_voxels,), int64
+        Lesioned subjects in every grid voxel.
+    """
+    rows = [cohort.lesion_indices(s) for s in subjects]
+    count = resolve_min_lesioned(min_lesioned, len(rows))
+    n_lesioned = np.zeros(int(np.prod(cohort.shape)), dtype=np.int64)
+    for r in rows:
+        np.add.at(n_lesioned, r, 1)
+    candidate = (n_lesioned >= count) & (len(rows) - n_lesioned >= count)
+    voxel_index = np.flatnonzero(candidate)
+    cols = [np.searchsorted(voxel_index, r[candidate[r]]) for r in rows]
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([c.size for c in cols], out=indptr[1:])
+    indices = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
+    lesions = sp.csr_matrix(
+        (np.ones(indices.size, dtype=np.uint8), indices, indptr), shape=(len(rows), voxel_index.size)
+    )
+    return lesions, voxel_index, n_lesioned
 
 
 def _versions():
@@ -147,7 +180,8 @@ def vlsm(
     lesion_volume : {None, "covariate", "dtlvc"}
         Lesion-volume control, ``method="regression"`` only: ``"covariate"`` adds lesion
         volume (ml) to the model; ``"dtlvc"`` (direct total lesion volume control) divides
-        lesion status by sqrt(lesion volume). Any other method with a lesion-volume
+        lesion status by sqrt(lesion volume), so subjects without a lesion are excluded
+        (listed in the provenance). Any other method with a lesion-volume
         control, and covariates with any method but regression, raise ``ValueError``.
     n_permutations : int
         Permutations of the score (not used by ``fdr_bh``, ``fdr_by`` and ``none``).
@@ -279,7 +313,10 @@ def vlsm(
     elif isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
         seed = int(random_state)
 
-    lesions = cohort.lesion_matrix(subjects=keep)
+    lesions, voxel_index, n_lesioned = _candidate_matrix(cohort, keep, min_lesioned)
+    if voxel_index.size == 0:
+        # Nothing passes min_lesioned: the engine raises, saying how many were lesioned.
+        lesions, voxel_index = cohort.lesion_matrix(subjects=keep), None
     engine = voxelwise_test(
         lesions,
         scores,
@@ -295,9 +332,13 @@ def vlsm(
         n_jobs=n_jobs,
         random_state=seed,
         grid_shape=cohort.shape,
+        voxel_index=voxel_index,
         cluster_threshold=cluster_threshold,
         verbose=verbose,
     )
+
+    tested = np.zeros(n_lesioned.size, dtype=bool)
+    tested[voxel_index[engine.tested]] = True
 
     observed = None
     if engine.null_distribution is not None:
@@ -337,7 +378,7 @@ def vlsm(
         "n_subjects": len(keep),
         "subjects": list(keep),
         "excluded": excluded,
-        "n_voxels_tested": int(engine.tested.sum()),
+        "n_voxels_tested": int(tested.sum()),
         "n_unique_patterns": engine.n_unique_patterns,
         "n_non_estimable_voxels": engine.info["n_non_estimable_voxels"],
         "seed": seed if isinstance(seed, int) else None,
@@ -355,13 +396,13 @@ def vlsm(
     return VLSMResult.from_arrays(
         affine=cohort.affine,
         shape=cohort.shape,
-        tested=engine.tested,
+        tested=tested,
         stat=engine.stat,
         z=engine.z,
         p=engine.p,
         p_corrected=engine.p_corrected,
         significant=engine.significant,
-        n_lesioned=engine.n_lesioned,
+        n_lesioned=n_lesioned,
         threshold=engine.threshold,
         null_distribution=engine.null_distribution,
         params=params,

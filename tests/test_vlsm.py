@@ -43,6 +43,28 @@ def test_vlsm_wraps_the_engine(cohort):
     assert {"numpy", "scipy", "nibabel", "nilearn", "lsm"} <= set(prov["versions"])
 
 
+@pytest.mark.parametrize("correction", ["cluster_mass", "cfwer"])
+def test_vlsm_never_builds_the_full_lesion_matrix(cohort, monkeypatch, correction):
+    # Only the columns passing min_lesioned are built (memory at 1 mm); the result is
+    # bit-identical to the engine on the full matrix, clusters placed on the same grid.
+    y = cohort.phenotype["score"].to_numpy(float)
+    args = dict(correction=correction, v=4, n_permutations=20, random_state=5, min_lesioned=6)
+    eng = voxelwise_test(cohort.lesion_matrix(), y, grid_shape=cohort.shape, **args)
+
+    def refuse(*_, **__):
+        raise AssertionError("the full lesion matrix was built")
+
+    monkeypatch.setattr(type(cohort), "lesion_matrix", refuse)
+    res = lsm.vlsm(cohort, "score", **args)
+    tested = _flat(res.mask_img).astype(bool)
+    np.testing.assert_array_equal(tested, eng.tested)
+    np.testing.assert_array_equal(_flat(res.n_lesioned), eng.n_lesioned)
+    for name in ("stat", "z", "p", "p_corrected"):
+        np.testing.assert_array_equal(_flat(getattr(res, name))[tested], getattr(eng, name))
+    np.testing.assert_array_equal(res.null_distribution, eng.null_distribution)
+    assert res.provenance["n_unique_patterns"] == eng.n_unique_patterns
+
+
 def test_planted_effect_is_recovered(cohort):
     res = lsm.vlsm(cohort, "score", n_permutations=200, random_state=0)
     truth = np.asarray(cohort.metadata["truth_mask"], dtype=bool)
