@@ -292,19 +292,23 @@ def _ordinal_codes(values, column, levels=None):
             if not np.all(np.mod(num, 1) == 0):
                 raise AnalysisError(
                     f"The ordinal outcome {column!r} has non-integer values (e.g. "
-                    f"{num[np.mod(num, 1) != 0].iloc[0]!r}). Pass levels=[...] listing the "
+                    f"{float(num[np.mod(num, 1) != 0].iloc[0])!r}). Pass levels=[...] listing the "
                     "ordered levels, or use family='ols'."
                 )
             levels = list(range(int(num.min()), int(num.max()) + 1))
             values = num.astype(int)
     levels = list(levels)
-    cat = pd.Categorical(values, categories=levels, ordered=True)
-    if np.any(cat.codes < 0):
-        bad = values[np.asarray(cat.codes) < 0].iloc[0]
+    # Checked before building the Categorical: pandas deprecates (and will reject) values
+    # outside the categories.
+    outside = ~values.isin(levels).to_numpy(dtype=bool)
+    if outside.any():
+        bad = values[outside].iloc[0]
+        bad = bad.item() if isinstance(bad, np.generic) else bad  # 5, not np.int64(5)
         raise AnalysisError(
             f"The ordinal outcome {column!r} has value {bad!r}, which is not one of the "
             f"levels {levels}."
         )
+    cat = pd.Categorical(values, categories=levels, ordered=True)
     counts = np.bincount(cat.codes, minlength=len(levels))
     if len(levels) < 2:
         raise AnalysisError(f"The ordinal outcome {column!r} has a single level {levels}.")

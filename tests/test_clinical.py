@@ -298,6 +298,12 @@ def test_outcome_model_errors(frame):
     # declared levels with an empty one
     with pytest.raises(AnalysisError, match=r"level\(s\) \[7\]"):
         outcome_model(frame, "mrs", ["nihss"], family="ordinal", levels=list(range(8)))
+    # a value outside the declared levels is named as the user wrote it, without relying
+    # on pandas' deprecated Categorical construction from values outside the categories
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AnalysisError, match=r"'mrs' has value [3-6], which is not one of the levels \[0, 1, 2\]"):
+            outcome_model(frame, "mrs", ["nihss"], family="ordinal", levels=[0, 1, 2])
     f2 = frame.assign(nihss2=frame["nihss"] * 3 - 1)
     with pytest.raises(AnalysisError, match=r"collinear predictors: 'nihss2'.*'nihss'"):
         outcome_model(f2, "mrs", ["nihss", "age", "nihss2"], family="ordinal")
