@@ -300,6 +300,12 @@ def vlsm(
             )
         scores = (scores == levels[1]).astype(np.float64)
     cov_matrix = cov.loc[keep].to_numpy(dtype=np.float64) if cov.shape[1] else None
+    if cov_matrix is not None and np.any(np.ptp(cov_matrix, axis=0) == 0):
+        constant = [c for c, d in zip(cov.columns, np.ptp(cov_matrix, axis=0)) if d == 0]
+        raise AnalysisError(
+            f"Covariate(s) {constant} are constant across the {len(keep)} analysed subjects, "
+            "so their effect cannot be separated from the intercept. Drop them from covariates."
+        )
     lesion_scale = None
     if lesion_volume == "covariate":
         vol = volumes[keep].to_numpy()[:, None]

@@ -155,6 +155,16 @@ def test_regression_with_categorical_covariate_matches_statsmodels(cohort):
     assert res.provenance["covariate_columns"][0] == "age"
 
 
+def test_constant_covariate_is_named():
+    c = make_synthetic_cohort(30, random_state=4)
+    c.phenotype["centre"] = 2.0
+    c.phenotype.loc[c.subjects[0], "centre"] = 3.0  # differs only for an excluded subject
+    c.phenotype.loc[c.subjects[0], "score"] = np.nan
+    with pytest.raises(AnalysisError, match=r"\['centre'\] are constant across the 29"):
+        lsm.vlsm(c, "score", method="regression", covariates=["age", "centre"],
+                 correction="none", min_lesioned=3)
+
+
 @pytest.mark.parametrize("only_excluded", ["C", "A0"])
 def test_categorical_levels_of_excluded_subjects_are_not_coded(only_excluded):
     # A level carried only by subjects without a score (a new level, or the first level,
