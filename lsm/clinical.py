@@ -167,21 +167,28 @@ def _source_frame(data, columns, *, territory_level=None, territory_measure=None
 
 
 def _to_numeric(series, column, role):
-    """Numeric float Series; an unparseable value raises naming the subject and column."""
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype(float)
-    if pd.api.types.is_numeric_dtype(series):
-        return series.astype(float)
-    conv = pd.to_numeric(series, errors="coerce")
-    bad = series.notna() & conv.isna()
-    if bad.any():
-        subj = bad.index[bad.argmax()]
+    """Numeric float Series; an unparseable or infinite value raises naming the subject
+    and column (NaN stays: it is a missing value, excluded with its reason)."""
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        out = series.astype(float)
+    else:
+        conv = pd.to_numeric(series, errors="coerce")
+        bad = series.notna() & conv.isna()
+        if bad.any():
+            subj = bad.index[bad.argmax()]
+            raise PhenotypeError(
+                f"The {role} column {column!r} is not numeric: subject {subj!r} has value "
+                f"{series[subj]!r} ({int(bad.sum())} such value(s)). Convert the column (for "
+                "example load the cohort with a data dictionary or coerce=True) or drop it."
+            )
+        out = conv.astype(float)
+    infinite = np.isinf(out.to_numpy(dtype=float, na_value=np.nan))
+    if infinite.any():
         raise PhenotypeError(
-            f"The {role} column {column!r} is not numeric: subject {subj!r} has value "
-            f"{series[subj]!r} ({int(bad.sum())} such value(s)). Convert the column (for "
-            "example load the cohort with a data dictionary or coerce=True) or drop it."
+            f"The {role} column {column!r} has infinite values for subject(s) "
+            f"{list(out.index[infinite][:5])}. Fix or blank these values in the phenotype table."
         )
-    return conv.astype(float)
+    return out
 
 
 def _complete_cases(frame, roles):
@@ -935,11 +942,11 @@ def _design(frame, predictors, log_volume):
         if col == VOLUME:
             parts.append(_volume(frame, log_volume).rename(LOG_VOLUME if log_volume else VOLUME))
         elif pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-            parts.append(s.astype(float))
+            parts.append(_to_numeric(s, col, "predictor"))
         else:
             conv = pd.to_numeric(s, errors="coerce")
             if (conv.notna() | s.isna()).all():
-                parts.append(conv.astype(float))
+                parts.append(_to_numeric(s, col, "predictor"))
                 continue
             levels = sorted(s.dropna().unique(), key=str)
             if len(levels) > _MAX_DUMMY_LEVELS:

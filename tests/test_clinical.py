@@ -219,6 +219,25 @@ def test_spearman_covariates_collinear_on_ranks_are_an_error(frame):
                   n_permutations=10)
 
 
+def test_infinite_values_are_an_error_naming_the_subject(frame):
+    """An infinite score, covariate or predictor used to give r = nan silently
+    (correlation), a misleading 'fully explained' error (territory_lsm) or a statsmodels
+    MissingDataError (outcome_model)."""
+    f = frame.copy()
+    f.loc["sub-003", "age"] = np.inf
+    match = r"'age' has infinite values for subject\(s\) \['sub-003'\]"
+    with pytest.raises(PhenotypeError, match=match):
+        volume_score_correlation(f, "nihss", method="pearson", covariates="age", n_boot=0)
+    with pytest.raises(PhenotypeError, match=match):
+        territory_lsm(f, "nihss", territories=TERR, covariates="age", n_permutations=10)
+    with pytest.raises(PhenotypeError, match=match):
+        outcome_model(f, "nihss", ["age"])
+    g = frame.assign(nihss=frame["nihss"].astype(str).astype(object))
+    g.loc["sub-007", "nihss"] = "-inf"  # text parsed as a number
+    with pytest.raises(PhenotypeError, match=r"score column 'nihss' has infinite values.*sub-007"):
+        volume_score_correlation(g, "nihss", n_boot=0)
+
+
 def test_correlation_result_api(frame):
     res = volume_score_correlation(frame, "nihss", n_boot=100, random_state=0, log_volume=True)
     df = res.to_dataframe()
