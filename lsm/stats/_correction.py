@@ -25,9 +25,9 @@ PERMUTATION_CORRECTIONS = ("fwe", "cfwer", "cluster_size", "cluster_mass", "tfce
 MAP_CORRECTIONS = ("cluster_size", "cluster_mass", "tfce")
 # TFCE parameters (Smith & Nichols 2009, the 3D defaults), step in z units.
 TFCE_E, TFCE_H = 0.5, 2.0
-# Cluster and TFCE maps clip |z| here: a z of +-inf (perfect separation, p below the
-# double range) would make a cluster mass or a TFCE integral infinite. 38.5 is beyond
-# any z a finite double p-value can give.
+# Cluster and TFCE maps clip |z| here: a z of +-inf (perfect separation) would make a
+# cluster mass or a TFCE integral infinite. 38.5 is about the z of the smallest double
+# p-value; larger |z| (from log-space tails) are all "p below the double range".
 Z_CAP = 38.5
 
 
