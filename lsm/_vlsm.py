@@ -370,7 +370,7 @@ def vlsm(
         "min_lesioned": min_lesioned,
         "min_lesioned_count": engine.min_lesioned,
         "alternative": alternative,
-        "random_state": random_state if isinstance(random_state, (int, type(None))) else None,
+        "random_state": seed if random_state is not None and isinstance(seed, int) else None,
         "n_jobs": n_jobs,
     }
     if correction in ("cluster_size", "cluster_mass", "tfce"):

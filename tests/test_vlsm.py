@@ -247,6 +247,10 @@ def test_seed_is_drawn_and_recorded_when_none(cohort):
     assert isinstance(seed, int) and a.params["random_state"] is None
     b = lsm.vlsm(cohort, "score", n_permutations=30, random_state=seed)
     np.testing.assert_array_equal(a.null_distribution, b.null_distribution)
+    # A numpy integer seed (e.g. read from a table) is recorded like an int.
+    c = lsm.vlsm(cohort, "score", n_permutations=30, random_state=np.int64(seed))
+    assert c.params["random_state"] == seed and type(c.params["random_state"]) is int
+    np.testing.assert_array_equal(a.null_distribution, c.null_distribution)
 
 
 @pytest.mark.parametrize("correction", ["cfwer", "fdr_bh", "cluster_size", "tfce", "none"])
