@@ -595,6 +595,23 @@ def _cmd_overlap(args):
     return EXIT_OK
 
 
+_TERRITORY_LSM_DESCRIPTIONS = {
+    "territory": "Arterial territory (atlas abbreviation).",
+    "n_lesioned": "Subjects with a lesion load > 0 in the territory.",
+    "mean_load": "Mean lesion load (lesioned share of the territory) over the subjects.",
+    "tested": "Whether the territory was tested (else see not_tested).",
+    "r": "(Partial) correlation between the territory load and the score.",
+    "t": "t statistic of r (n/a for an ordinal score).",
+    "p_parametric": "Parametric p-value of t (n/a for an ordinal score).",
+    "p_uncorrected": "Permutation p-value of r, uncorrected.",
+    "p_fwe": "Permutation p-value corrected across territories (maximum statistic).",
+    "p_fdr": "Benjamini-Hochberg FDR-adjusted p_uncorrected.",
+    "p_corrected": "The corrected p-value used for significance (p_fwe).",
+    "significant": "p_corrected <= alpha (0.05).",
+    "not_tested": "Why the territory was not tested (empty when tested).",
+}
+
+
 def _cmd_correlate(args):
     import matplotlib
 
@@ -629,7 +646,15 @@ def _cmd_correlate(args):
                 cohort, args.score, level=args.territory_level, covariates=args.covariates,
                 n_permutations=args.n_permutations, random_state=args.random_state, n_jobs=args.n_jobs,
             )
-            write_tsv(terr.to_dataframe(), tmp / f"level-{args.territory_level}_territorylsm.tsv")
+            write_tsv(terr.to_dataframe(), tmp / f"level-{args.territory_level}_territorylsm.tsv",
+                      _TERRITORY_LSM_DESCRIPTIONS,
+                      Description="Lesion load of each arterial territory vs a score, "
+                                  "FWE-corrected across territories (lsm.territory_lsm).",
+                      Parameters={"score": args.score, "level": args.territory_level,
+                                  "measure": terr.measure, "method": terr.method,
+                                  "covariates": args.covariates,
+                                  "n_permutations": args.n_permutations,
+                                  "random_state": args.random_state})
             _say(args, str(terr.summary()))
         _write_dropped(cohort, tmp)
         _write_description(tmp, f"lsm lesion volume vs {args.score!r}", args)

@@ -418,6 +418,12 @@ def test_correlate_territory_level_matches_the_library(shared_data_dir, study, t
     assert list(table.index) == list(expected.index)
     np.testing.assert_allclose(table["r"], expected["r"], rtol=1e-10)
     np.testing.assert_allclose(table["p_fwe"], expected["p_fwe"], rtol=1e-10)
+    # the table's sidecar describes every column (was an empty {}) and the analysis
+    sidecar = json.loads((out / "level-2_territorylsm.json").read_text())
+    columns = ["territory", *table.columns]
+    assert all(sidecar[c]["Description"] for c in columns), set(columns) - set(sidecar)
+    assert sidecar["Parameters"]["method"] == direct.method == "spearman"
+    assert sidecar["Parameters"]["level"] == 2 and sidecar["Parameters"]["n_permutations"] == 200
 
 
 def test_messages_never_name_temporary_folders(study, tmp_path):
