@@ -672,7 +672,8 @@ def territory_load(cohort, *, atlas=None, level=1, measure="territory_fraction",
     Warns
     -----
     ResamplingWarning
-        When the lesion and atlas grids do not share a voxel lattice.
+        When lesion voxel centres do not all fall on atlas voxel centres (no shared
+        lattice, nor lesion voxel sizes whole multiples of the atlas's on its lattice).
 
     Notes
     -----
