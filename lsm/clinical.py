@@ -718,7 +718,12 @@ def _partial_batched(x, y, Z):
 
     x, y : (..., n); Z : (..., n, k). Residualises x and y on [1, Z] (pseudo-inverse, so a
     degenerate bootstrap resample gives a finite or nan value rather than an error).
+    Z is centred and scaled first (same column space with the intercept): the normal
+    equations of a raw covariate with a large offset (e.g. 1e5 +- 1) lose most digits.
     """
+    Z = Z - Z.mean(axis=-2, keepdims=True)
+    norm = np.sqrt((Z * Z).sum(axis=-2, keepdims=True))
+    Z = Z / np.where(norm > 0, norm, 1.0)
     ones = np.ones(Z.shape[:-1] + (1,))
     D = np.concatenate([ones, Z], axis=-1)
     Dt = np.swapaxes(D, -1, -2)
