@@ -764,14 +764,13 @@ def _corr_point(x, y, Z, method):
     return r, float(2 * stats.t.sf(abs(t), df))
 
 
-def _check_distinct(values, column, minimum=3):
+def _check_distinct(values, column, minimum=3, hint=""):
     uniq = np.unique(values)
     if len(uniq) < minimum:
         shown = ", ".join(f"{u:g}" for u in uniq[:5])
         raise AnalysisError(
             f"Column {column!r} has only {len(uniq)} distinct value(s) ({shown}) among the "
-            f"{len(values)} analysed subjects; a correlation needs at least {minimum}. For a "
-            "binary outcome use outcome_model(..., family='logistic')."
+            f"{len(values)} analysed subjects; a correlation needs at least {minimum}.{hint}"
         )
 
 
@@ -780,7 +779,7 @@ def _correlation_frame(frame, score, covariates, method, log_volume, n_boot, ci,
     x = frame[VOLUME].to_numpy(float)
     y = frame[score].to_numpy(float)
     Z = frame[covariates].to_numpy(float) if covariates else np.empty((len(x), 0))
-    _check_distinct(y, score)
+    _check_distinct(y, score, hint=" For a binary outcome use outcome_model(..., family='logistic').")
     _check_distinct(x, VOLUME)
     n, k = len(x), Z.shape[1]
     if n - 2 - k < 1:

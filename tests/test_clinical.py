@@ -190,8 +190,11 @@ def test_correlation_exclusions_listed(frame):
 def test_correlation_errors(frame):
     f = frame.copy()
     f["binary"] = (f["nihss"] > 5).astype(float)
-    with pytest.raises(AnalysisError, match=r"'binary' has only 2 distinct value"):
+    with pytest.raises(AnalysisError, match=r"'binary' has only 2 distinct value.*family='logistic'"):
         volume_score_correlation(f, "binary", n_boot=0)
+    # the logistic-model hint is for the score, not for the lesion volume
+    with pytest.raises(AnalysisError, match=r"'lesion_volume' has only 2 distinct value.*needs at least 3\.$"):
+        volume_score_correlation(f.assign(lesion_volume=f["binary"] + 1), "nihss", n_boot=0)
     f["vol2"] = 2 * f["lesion_volume"] + 1
     with pytest.raises(AnalysisError, match=r"collinear.*'vol2'.*'lesion_volume'"):
         volume_score_correlation(f, "nihss", covariates="vol2", n_boot=0)
