@@ -548,11 +548,9 @@ def _row_chunks(indptr, n_jobs, max_nnz=_CHUNK_NNZ):
 
 
 def _effective_n_jobs(n_jobs):
-    from joblib import effective_n_jobs
+    from .stats._parallel import effective_n_jobs
 
-    if not isinstance(n_jobs, (int, np.integer)) or isinstance(n_jobs, bool) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a nonzero integer (-1 for all cores); got {n_jobs!r}.")
-    return effective_n_jobs(int(n_jobs))
+    return effective_n_jobs(n_jobs)
 
 
 def _map_chunks(func, rows, n_jobs):

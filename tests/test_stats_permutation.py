@@ -207,6 +207,17 @@ def test_n_jobs_and_backend_invariance(method, correction):
     assert ref.info["n_chunks"] < runs[3].info["n_chunks"]  # the small budget did chunk
 
 
+def test_n_jobs_accepts_numpy_integers_and_rejects_the_rest():
+    les, y = _data(3, n=30, n_vox=40)
+    args = dict(n_permutations=20, random_state=0, min_lesioned=3)
+    ref = voxelwise_test(les, y, n_jobs=2, **args)
+    got = voxelwise_test(les, y, n_jobs=np.int64(2), **args)
+    assert np.array_equal(ref.null_distribution, got.null_distribution)
+    for bad in (0, 1.5, "2", True, np.bool_(True)):
+        with pytest.raises(ValueError, match="'n_jobs' parameter"):
+            voxelwise_test(les, y, n_jobs=bad, **args)
+
+
 def test_cluster_null_invariance():
     les, y = _grid_data(0)
     args = dict(correction="cluster_size", n_permutations=20, random_state=1, grid_shape=(6, 6, 6))

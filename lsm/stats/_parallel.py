@@ -8,24 +8,34 @@ fixed order, so results do not depend on ``n_jobs`` nor on the backend.
 """
 
 import logging
+import numbers
 
 import joblib
+import numpy as np
 
-__all__ = ["parallel_map", "effective_n_jobs"]
+__all__ = ["parallel_map", "effective_n_jobs", "check_n_jobs"]
 
 logger = logging.getLogger("lsm")
 
 
-def effective_n_jobs(n_jobs):
-    """Number of workers joblib would use for ``n_jobs`` (honours ``parallel_config``)."""
+def check_n_jobs(n_jobs):
+    """Validate ``n_jobs`` and return it as a Python int (None means 1).
+
+    Accepts any non-zero integer, numpy integers included (e.g. from a parameter grid).
+    """
     if n_jobs is None:
-        n_jobs = 1
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        return 1
+    if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
         raise ValueError(
             "Invalid value for the 'n_jobs' parameter: expected a non-zero int "
             f"(1 for serial, -1 for all cores), but got {n_jobs!r} instead."
         )
-    return joblib.effective_n_jobs(n_jobs)
+    return int(n_jobs)
+
+
+def effective_n_jobs(n_jobs):
+    """Number of workers joblib would use for ``n_jobs`` (honours ``parallel_config``)."""
+    return joblib.effective_n_jobs(check_n_jobs(n_jobs))
 
 
 def _backend_forced():
@@ -57,6 +67,7 @@ def parallel_map(func, tasks, *, n_jobs=1, verbose=0, desc=None):
         ``[func(*task) for task in tasks]``, always in the order of ``tasks``.
     """
     tasks = list(tasks)
+    n_jobs = check_n_jobs(n_jobs)
     n_workers = effective_n_jobs(n_jobs)
     if n_workers == 1 and not _backend_forced() or len(tasks) <= 1:
         iterator = tasks
