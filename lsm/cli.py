@@ -740,6 +740,9 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.argv = [str(a) for a in argv]
+    # --data-dir acts as LSM_DATA for this command only: restored below, so that
+    # main() called in-process (tests, notebooks) leaves the environment unchanged.
+    old_data_env = os.environ.get("LSM_DATA")
     if getattr(args, "data_dir", None):
         os.environ["LSM_DATA"] = str(args.data_dir)
     handler = _configure_logging(args)
@@ -768,6 +771,10 @@ def main(argv=None):
     finally:
         warnings.showwarning = old_showwarning
         logger.removeHandler(handler)
+        if old_data_env is None:
+            os.environ.pop("LSM_DATA", None)
+        else:
+            os.environ["LSM_DATA"] = old_data_env
 
 
 if __name__ == "__main__":  # pragma: no cover

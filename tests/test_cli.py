@@ -473,3 +473,20 @@ def test_error_while_writing_names_the_output_not_the_temporary_folder(study, tm
     assert ".tmp-" not in err and ".vlsm-result" not in err, err
     assert f"{out / 'vlsm_stat-stat_statmap.nii.gz'}" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("before", [None, "/somewhere/else"])
+def test_data_dir_option_does_not_leak_into_the_environment(study, tmp_path, monkeypatch, capsys, before):
+    """--data-dir acts as LSM_DATA for one command; main() in-process restores the variable
+    (here the folder holds no atlas, so the command fails naming that folder)."""
+    from lsm.cli import main
+
+    if before is None:
+        monkeypatch.delenv("LSM_DATA", raising=False)
+    else:
+        monkeypatch.setenv("LSM_DATA", before)
+    argv = ["descriptors", "-l", str(study["root"] / "lesions"), "-o", str(tmp_path / "o"),
+            "--data-dir", str(tmp_path / "data")]
+    assert main(argv) == 1
+    assert str(tmp_path / "data" / "arterial_atlas") in capsys.readouterr().err
+    assert os.environ.get("LSM_DATA") == before
