@@ -9,6 +9,27 @@ import threading
 import psutil
 
 
+def own_peak_mib():
+    """Exact peak resident memory (MiB) of this process alone, from the kernel.
+
+    Linux's ``VmHWM`` (high-water mark of this address space since it was created) is
+    preferred to ``getrusage().ru_maxrss``: the latter survives fork + exec, so a child
+    started by a large parent reports the parent's size as its own peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kB elsewhere
+
+
 def rss_mib(proc=None):
     """Resident memory (MiB) of ``proc`` (default: this process) plus all its children."""
     proc = proc or psutil.Process()

@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import pickle
-import resource
 import platform
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _memory import own_peak_mib
 
 REGION_LABEL = 7  # MCAFL: frontal pars of the left middle cerebral artery territory
 N_ALL = 2898
@@ -301,7 +301,7 @@ def child(args):
         "peak_total_mb": max(sampler.peaks.values()) / 2**20,
         "peak_main_mb": max(sampler.main_peaks.values()) / 2**20,
         # exact peak of the main process from the kernel (the sampler can miss short spikes)
-        "maxrss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "maxrss_main_mb": own_peak_mib(),
         "stages": [(s, sampler.peaks.get(s, 0) / 2**20, sampler.main_peaks.get(s, 0) / 2**20) for s in sampler.order],
         "cohort_indices_mb": cohort_mb,
         "n_tested": res.provenance["n_voxels_tested"],
@@ -341,7 +341,7 @@ def main():
     print(f"{args.method}, {args.n_permutations} permutations, n_jobs={args.n_jobs}, min_lesioned=5%, "
           "correction fwe; MB = MiB (2**20 bytes)\n"
           "peak: resident memory of the process + its joblib workers (sampled every 20 ms); main: the\n"
-          "process alone (sampled); maxrss: the process alone, exact peak from the kernel\n")
+          "process alone (sampled); maxrss: the process alone, exact peak from the kernel (VmHWM)\n")
     header = (f"{'res':>4} {'N':>5} {'tested vox':>10} {'patterns':>9} {'cohort s':>8} {'vlsm s':>8} "
               f"{'peak MB':>8} {'main MB':>8} {'maxrss':>7} {'sig':>7} {'in region':>9}")
     print(header)
