@@ -701,6 +701,24 @@ class _LogFormatter(logging.Formatter):
         return display_path(super().format(record))
 
 
+class _OnceFilter(logging.Filter):
+    """Let each distinct warning through once per command (e.g. "atlas unavailable" would
+    otherwise be printed by both the cluster table and the report)."""
+
+    def __init__(self):
+        super().__init__()
+        self._seen = set()
+
+    def filter(self, record):
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.levelno, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
 def _configure_logging(args):
     if args.debug:
         level = logging.DEBUG
@@ -710,6 +728,7 @@ def _configure_logging(args):
         level = logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LogFormatter("lsm: %(message)s"))
+    handler.addFilter(_OnceFilter())
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
@@ -743,6 +762,7 @@ def main(argv=None):
     # --data-dir acts as LSM_DATA for this command only: restored below, so that
     # main() called in-process (tests, notebooks) leaves the environment unchanged.
     old_data_env = os.environ.get("LSM_DATA")
+    old_logger_state = logger.level, logger.propagate
     if getattr(args, "data_dir", None):
         os.environ["LSM_DATA"] = str(args.data_dir)
     handler = _configure_logging(args)
@@ -771,6 +791,8 @@ def main(argv=None):
     finally:
         warnings.showwarning = old_showwarning
         logger.removeHandler(handler)
+        logger.setLevel(old_logger_state[0])
+        logger.propagate = old_logger_state[1]
         if old_data_env is None:
             os.environ.pop("LSM_DATA", None)
         else:

@@ -490,3 +490,23 @@ def test_data_dir_option_does_not_leak_into_the_environment(study, tmp_path, mon
     assert main(argv) == 1
     assert str(tmp_path / "data" / "arterial_atlas") in capsys.readouterr().err
     assert os.environ.get("LSM_DATA") == before
+
+
+def test_a_warning_is_printed_once_per_command(study, tmp_path):
+    """Without the atlas both the cluster table and the report would warn: one line only."""
+    proc = run_lsm("vlsm", "-l", study["root"] / "lesions", "-p", study["root"] / "participants.tsv",
+                   "-s", "score", "--n-permutations", "20", "-o", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout + proc.stderr
+    assert text.count("atlas unavailable") == 1, text
+
+
+def test_main_in_process_restores_the_logger(study, tmp_path):
+    import logging
+
+    from lsm.cli import main
+
+    log = logging.getLogger("lsm")
+    before = (log.level, log.propagate, list(log.handlers))
+    assert main(["--quiet", "overlap", "-l", str(study["root"] / "lesions"), "-o", str(tmp_path / "o")]) == 0
+    assert (log.level, log.propagate, list(log.handlers)) == before
