@@ -27,7 +27,7 @@ __all__ = ["run_demo", "DemoRun", "recovery"]
 logger = logging.getLogger("lsm")
 
 #: Files written by :func:`run_demo` besides those of :meth:`VLSMResult.save`.
-OVERLAP_FILE = "desc-overlap_map.nii.gz"
+OVERLAP_FILE = "desc-count_overlap.nii.gz"
 PLANTED_FILE = "desc-planted_mask.nii.gz"
 PARTICIPANTS_FILE = "participants.tsv"
 REPORT_FILE = "report.html"
@@ -198,7 +198,7 @@ def run_demo(
     -----
     The folder holds ``vlsm_*`` maps (NIfTI + JSON sidecars, see
     :meth:`lsm.VLSMResult.save`; :meth:`lsm.VLSMResult.load` reads it back),
-    ``vlsm_clusters.tsv``, ``desc-overlap_map.nii.gz`` (lesioned subjects per voxel),
+    ``vlsm_clusters.tsv``, ``desc-count_overlap.nii.gz`` (lesioned subjects per voxel),
     ``desc-planted_mask.nii.gz`` (the planted region), ``participants.tsv`` (the synthetic
     phenotype), ``dataset_description.json`` and ``report.html``.
     """

@@ -41,7 +41,7 @@ def test_demo_recovers_the_planted_region(demo_run):
 def test_demo_outputs_are_complete_and_loadable(demo_run):
     out = demo_run.output
     for name in ("report.html", "dataset_description.json", "vlsm.json", "vlsm_clusters.tsv",
-                 "desc-overlap_map.nii.gz", "desc-planted_mask.nii.gz", "participants.tsv", "demo.json"):
+                 "desc-count_overlap.nii.gz", "desc-planted_mask.nii.gz", "participants.tsv", "demo.json"):
         assert (out / name).is_file(), name
     # every NIfTI has its JSON sidecar with a description
     for nii in out.glob("*.nii.gz"):
@@ -55,7 +55,7 @@ def test_demo_outputs_are_complete_and_loadable(demo_run):
         np.testing.assert_array_equal(_data(getattr(loaded, name)), _data(getattr(demo_run.result, name)))
 
     cohort = demo_run.cohort
-    overlap = nib.load(out / "desc-overlap_map.nii.gz")
+    overlap = nib.load(out / "desc-count_overlap.nii.gz")
     expected = np.sum([cohort.lesion_mask(s).astype(int) for s in cohort.subjects], axis=0)
     np.testing.assert_array_equal(_data(overlap), expected)
     np.testing.assert_array_equal(_data(nib.load(out / "desc-planted_mask.nii.gz")).astype(bool),
