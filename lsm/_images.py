@@ -63,6 +63,22 @@ def grid_mapping(src_affine, src_shape, dst_affine, dst_shape):
     return flat
 
 
+def count_outside(mask_indices, src_affine, src_shape, dst_affine, dst_shape):
+    """Number of source voxels (flat indices) whose centre lies outside the destination grid.
+
+    A voxel is inside when its centre is within half a voxel of the destination's outer
+    voxel centres, i.e. its nearest destination voxel exists.
+    """
+    if mask_indices.size == 0:
+        return 0
+    ijk = np.vstack(np.unravel_index(mask_indices, tuple(src_shape))).astype(np.float64)
+    vox2vox = np.linalg.solve(np.asarray(dst_affine, dtype=np.float64), np.asarray(src_affine, dtype=np.float64))
+    dst = vox2vox[:3, :3] @ ijk + vox2vox[:3, 3:4]
+    upper = np.array(dst_shape, dtype=np.float64)[:, None] - 0.5
+    inside = np.all((dst >= -0.5 - 1e-6) & (dst < upper + 1e-6), axis=0)
+    return int(mask_indices.size - np.count_nonzero(inside))
+
+
 def regrid_indices(indices, mapping, src_size):
     """Flat lesion indices on the source grid -> flat indices on the destination grid."""
     dense = np.zeros(src_size + 1, dtype=bool)  # last slot: 'outside' (mapping == -1)
@@ -112,4 +128,20 @@ def read_mask(img, threshold=None):
         mask = data > threshold
     if not mask.any():
         raise MaskProblem("empty mask: no lesioned voxel")
-    return mask, np.asarray(img.affine, dtype=np.float64)
+    return mask, check_affine(img.affine)
+
+
+def check_affine(affine):
+    """The affine as a float array, or MaskProblem if it cannot place voxels in space."""
+    if affine is None:
+        raise MaskProblem("the header has no affine (voxel-to-world transform)")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise MaskProblem("the affine (voxel-to-world transform) holds NaN or infinite values; fix the header")
+    # a degenerate voxel (zero extent along an axis) cannot be placed on any grid
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+        raise MaskProblem(
+            "the affine (voxel-to-world transform) is singular (a zero voxel size or two equal "
+            "axes); fix the sform/qform of the header"
+        )
+    return affine

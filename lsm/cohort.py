@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._images import MaskProblem, grid_mapping, mni_grid, read_mask, regrid_indices, same_grid
+from ._images import (
+    MaskProblem, check_affine, count_outside, grid_mapping, mni_grid, read_mask, regrid_indices, same_grid
+)
 from ._utils import check_option
 from .dictionary import _as_text, load_dictionary
-from .exceptions import CohortError, DroppedSubjectsWarning, LesionImageError, PhenotypeError
+from .exceptions import CohortError, DroppedSubjectsWarning, LesionImageError, PhenotypeError, ResamplingWarning
 
 __all__ = ["Cohort", "load_cohort", "read_phenotype", "normalize_id", "subject_from_filename"]
 
@@ -208,19 +210,29 @@ def _mapping_for(src_affine, src_shape, dst_affine, dst_shape):
 
 
 def _load_one(subject, source, threshold, affine, shape):
-    """Worker: (subject, flat indices on the target grid or None, native volume ml, problem)."""
+    """Worker: (subject, flat indices on the target grid or None, native volume ml, problem, note)."""
     try:
         mask, src_affine = read_mask(source, threshold=threshold)
     except MaskProblem as exc:
-        return subject, None, np.nan, str(exc)
+        return subject, None, np.nan, str(exc), None
     native_ml = float(np.count_nonzero(mask) * abs(np.linalg.det(src_affine[:3, :3])) / 1000.0)
     if same_grid(src_affine, mask.shape, affine, shape):
-        return subject, np.flatnonzero(mask).astype(np.int32), native_ml, None
-    mapping = _mapping_for(src_affine, mask.shape, affine, shape)
-    indices = regrid_indices(np.flatnonzero(mask), mapping, mask.size)
+        return subject, np.flatnonzero(mask).astype(np.int32), native_ml, None, None
+    lesioned = np.flatnonzero(mask)
+    try:
+        mapping = _mapping_for(src_affine, mask.shape, affine, shape)
+        n_outside = count_outside(lesioned, src_affine, mask.shape, affine, shape)
+    except (ValueError, np.linalg.LinAlgError, MemoryError) as exc:
+        return subject, None, native_ml, f"cannot be resampled to the common grid ({type(exc).__name__}: {exc})", None
+    indices = regrid_indices(lesioned, mapping, mask.size)
     if indices.size == 0:
-        return subject, None, native_ml, "no lesioned voxel left on the common grid (mask outside the target field of view?)"
-    return subject, indices, native_ml, None
+        return subject, None, native_ml, "no lesioned voxel left on the common grid (mask outside the target field of view?)", None
+    note = None
+    if n_outside:
+        note = (f"{subject}: {n_outside} of {lesioned.size} lesioned voxels "
+                f"({100.0 * n_outside / lesioned.size:.1f}%) lie outside the common grid and were cut off "
+                "(lesion_volumes still counts them; pass a larger target_img to keep them)")
+    return subject, indices, native_ml, None, note
 
 
 def _grid_of(target):
@@ -235,7 +247,11 @@ def _grid_of(target):
     shape = tuple(int(s) for s in img.shape)
     if len(shape) < 3 or (len(shape) > 3 and any(s != 1 for s in shape[3:])):
         raise LesionImageError(f"A 3D image is needed to define a grid; got shape {shape}.")
-    return np.asarray(img.affine, dtype=np.float64), shape[:3]
+    try:
+        affine = check_affine(img.affine)
+    except MaskProblem as exc:
+        raise LesionImageError(f"Cannot use this image as a grid: {exc}.") from None
+    return affine, shape[:3]
 
 
 def _run_parallel(func, args, n_jobs, verbose):
@@ -347,8 +363,10 @@ def load_cohort(
     results = _run_parallel(
         _load_one, [(s, sources[s], threshold, affine, shape) for s in joined], n_jobs, verbose
     )
-    indices, volumes = {}, {}
-    for subject, idx, native_ml, problem in results:
+    indices, volumes, cut_off = {}, {}, []
+    for subject, idx, native_ml, problem, note in results:
+        if note is not None:
+            cut_off.append(note)
         if problem is not None:
             if on_invalid == "raise":
                 raise LesionImageError(
@@ -359,7 +377,9 @@ def load_cohort(
         indices[subject] = idx
         volumes[subject] = native_ml
     if not indices:
-        raise LesionImageError("Every lesion mask is invalid; see the reasons: " + "; ".join(r[2] for r in dropped[:5]))
+        shown = "; ".join(f"{subject} ({source}): {reason}" for subject, source, reason in dropped[:5])
+        more = f"; and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+        raise LesionImageError(f"Every lesion mask is invalid: {shown}{more}.")
     kept = [s for s in joined if s in indices]
     dropped_df = pd.DataFrame(dropped, columns=DROPPED_COLUMNS)
     if len(dropped_df):
@@ -371,7 +391,14 @@ def load_cohort(
             DroppedSubjectsWarning,
             stacklevel=2,
         )
-    notes = [
+    if cut_off:
+        warnings.warn(
+            f"{len(cut_off)} lesion mask(s) extend beyond the common grid and were cut off at its "
+            f"edge (first: {cut_off[0]}). See Cohort.notes.",
+            ResamplingWarning,
+            stacklevel=2,
+        )
+    notes = cut_off + [
         f"{r['subject']}: column {r['column']!r} value {r['value']!r} {r['action']}" for _, r in coerced.iterrows()
     ]
     return Cohort(

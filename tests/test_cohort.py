@@ -273,6 +273,62 @@ def test_invalid_masks_are_listed(tree, data, reason):
         lsm.load_cohort(tree / "lesions", tree / "participants.tsv", on_invalid="raise")
 
 
+def _write_with_sform(path, data, sform):
+    img = nib.Nifti1Image(data, None)  # no affine: the header's sform is kept as written
+    img.header.set_sform(sform, code=1)
+    img.header.set_qform(None, code=0)
+    img.to_filename(str(path))
+
+
+@pytest.mark.parametrize("bad, reason", [("singular", "singular"), ("nan", "NaN or infinite")])
+def test_unusable_affine_is_listed(tree, bad, reason):
+    sform = AFFINE.copy()
+    if bad == "singular":
+        sform[:3, 0] = 0.0  # zero voxel size along i
+    else:
+        sform[1, 3] = np.nan
+    _write_with_sform(tree / "lesions" / "bwsrsub-2_lesion.nii.gz", _mask(2), sform)
+    assert np.allclose(nib.load(tree / "lesions" / "bwsrsub-2_lesion.nii.gz").affine, sform, equal_nan=True)
+    with pytest.warns(DroppedSubjectsWarning, match="invalid lesion mask"):
+        cohort = lsm.load_cohort(tree / "lesions", tree / "participants.tsv")
+    assert reason in cohort.dropped.set_index("subject").loc["sub-2", "reason"]
+    # the same file first in line cannot define the common grid: the next one does
+    _write_with_sform(tree / "lesions" / "bwsrsub-1_lesion.nii.gz", _mask(1), sform)
+    cohort = _load(tree / "lesions", tree / "participants.tsv")
+    assert cohort.subjects == ["sub-3"]
+    np.testing.assert_array_equal(cohort.affine, AFFINE)
+
+
+def test_every_mask_invalid_names_each_subject_and_file(tree):
+    for n in (1, 2, 3, 4):
+        _write(tree / "lesions" / f"bwsrsub-{n}_lesion.nii.gz", np.zeros(SHAPE, np.uint8))
+    with pytest.raises(LesionImageError) as info:
+        lsm.load_cohort(tree / "lesions", tree / "participants.tsv")
+    message = str(info.value)
+    for n in (1, 2, 3):  # sub-4 has no phenotype row: it is not loaded
+        assert f"sub-{n} (" in message and f"bwsrsub-{n}_lesion.nii.gz" in message
+    assert "empty mask" in message
+
+
+def test_mask_beyond_the_common_grid_is_cut_off_with_a_note(tree):
+    from lsm.exceptions import ResamplingWarning
+
+    # sub-2 on a grid shifted by 4 voxels along i: its block partly leaves the common grid
+    data = np.zeros(SHAPE, np.uint8)
+    data[6:10, 2:4, 2:4] = 1  # i = 6..9 on its own grid
+    shifted = AFFINE.copy()
+    shifted[0, 3] += 4 * 2.0  # i_common = i_own + 4: 10..13, of which none fit (shape 10)
+    data[2:4, 5:7, 5:7] = 1  # and a block that lands on i_common = 6..7 (kept)
+    _write(tree / "lesions" / "bwsrsub-2_lesion.nii.gz", data, shifted)
+    with pytest.warns(ResamplingWarning, match="cut off"):
+        cohort = _load(tree / "lesions", tree / "participants.tsv")
+    assert cohort.lesion_indices("sub-2").size == 8
+    assert cohort.lesion_volumes["sub-2"] == pytest.approx(24 * 8 / 1000)
+    note = [n for n in cohort.notes if n.startswith("sub-2:") and "cut off" in n]
+    assert len(note) == 1 and "16 of 24 lesioned voxels" in note[0]
+    assert not [n for n in cohort.notes if "cut off" in n and not n.startswith("sub-2:")]
+
+
 def test_threshold_binarises(tree):
     _write(tree / "lesions" / "bwsrsub-2_lesion.nii.gz", (_mask(2) * 0.8).astype(np.float32))
     cohort = _load(tree / "lesions", tree / "participants.tsv", threshold=0.5)

@@ -272,8 +272,11 @@ def test_isles24_native(isles_tree):
     assert set(dropped) == {"sub-stroke0003", "sub-stroke0004"}
     assert "without a phenotype row" in dropped["sub-stroke0003"]
     assert cohort.metadata["lesion_files"]["sub-stroke0002"].endswith("sub-stroke0002_ses-02_space-ncct_lesion-msk.nii.gz")
-    # Every mask keeps voxels on the storage grid, whatever its scanner coordinates.
+    # Every mask fits on the storage grid, whatever its scanner coordinates: nothing is cut
+    # off, and the first subject (whose voxel axes the grid uses) keeps every voxel.
     assert all(cohort.lesion_indices(s).size > 0 for s in cohort.subjects)
+    assert not [n for n in cohort.notes if "cut off" in n], cohort.notes
+    assert cohort.lesion_indices("sub-stroke0001").size == masks["sub-stroke0001"][0].sum()
 
 
 def test_isles24_native_refused_by_voxelwise_analysis(isles_tree):

@@ -491,6 +491,33 @@ def _centred(path):
     return nib.Nifti1Image(img.dataobj, affine, img.header)
 
 
+def _covering_grid(images):
+    """A grid with the first image's voxel axes whose field of view holds every image.
+
+    Returned as a data-less image (a zero-stride array) usable as ``target_img``.
+    """
+    import nibabel as nib
+
+    linear = np.asarray(images[0].affine, dtype=np.float64)[:3, :3]
+    to_voxels = np.linalg.inv(linear)
+    lo = np.full(3, np.inf)
+    hi = np.full(3, -np.inf)
+    for img in images:
+        shape = np.array(img.shape[:3], dtype=np.float64)
+        corners = np.array(np.meshgrid(*[[0.0, n - 1] for n in shape], indexing="ij")).reshape(3, -1)
+        aff = np.asarray(img.affine, dtype=np.float64)
+        world = aff[:3, :3] @ corners + aff[:3, 3:4]
+        vox = to_voxels @ world
+        lo = np.minimum(lo, vox.min(axis=1))
+        hi = np.maximum(hi, vox.max(axis=1))
+    lo, hi = np.floor(lo + 1e-6), np.ceil(hi - 1e-6)
+    shape = tuple(int(n) for n in hi - lo + 1)
+    affine = np.eye(4)
+    affine[:3, :3] = linear
+    affine[:3, 3] = linear @ lo
+    return nib.Nifti1Image(np.broadcast_to(np.uint8(0), shape), affine)
+
+
 def load_isles24(root, *, mni_lesions=None, rename=None, **kwargs):
     """Load ISLES'24 follow-up infarct masks with the per-subject clinical tables.
 
@@ -537,12 +564,15 @@ def load_isles24(root, *, mni_lesions=None, rename=None, **kwargs):
         meta["space_note"] = (
             "ISLES'24 masks are in each subject's non-contrast CT space (space-ncct), not a "
             "standard space: voxels do not correspond across subjects. Each mask is centred "
-            "on the cohort's array grid only so it can be stored (volumes are computed in the "
-            "subject's own voxels). Register the masks to MNI and pass mni_lesions= for "
+            "on a common array grid (the first mask's voxel axes, large enough to hold every "
+            "mask) only so it can be stored (volumes are computed in the subject's own voxels). Register the masks to MNI and pass mni_lesions= for "
             "voxel-wise or atlas-based analyses."
         )
         meta["lesion_files"] = dict(native)
         lesions = {subject: _centred(path) for subject, path in native.items()}
+        if kwargs.get("target_img") is None and lesions:
+            # storage grid: the first mask's voxel axes, large enough for every centred mask
+            kwargs["target_img"] = _covering_grid(list(lesions.values()))
     else:
         kwargs.setdefault("space", "MNI")
         lesions = mni_lesions
