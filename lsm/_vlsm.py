@@ -234,8 +234,10 @@ def vlsm(
     if getattr(cohort, "space", "MNI") != "MNI":
         raise SpaceError(
             f"Voxel-wise analyses need masks in a common standard space, but this cohort is in "
-            f"{cohort.space!r} space (e.g. ISLES'24 native CT masks). Register the masks to MNI "
-            "first, or use territory-level analyses."
+            f"{cohort.space!r} space (e.g. ISLES'24 native CT masks): voxels do not correspond "
+            "across subjects. Register the masks to MNI first (for ISLES'24: "
+            "load_isles24(..., mni_lesions=...)); lesion volumes are valid as they are, so "
+            "volume_score_correlation and outcome_model with 'lesion_volume' work on this cohort."
         )
     if not isinstance(score, str):
         raise TypeError(f"score must be the name of a phenotype column, got {score!r}.")

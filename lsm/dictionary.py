@@ -28,13 +28,14 @@ A value that fails is an error naming the subject, the column and the value, unl
 
 import json
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .exceptions import DictionaryError, PhenotypeError
+from .exceptions import DictionaryError, DictionaryWarning, PhenotypeError
 
 __all__ = ["DataDictionary", "load_dictionary", "DEFAULT_MISSING"]
 
@@ -156,10 +157,23 @@ class DataDictionary(Mapping):
         clean = {}
         report = []
         problems = []
+        by_lower = {}
+        for name in self._entries:
+            by_lower.setdefault(str(name).strip().lower(), name)
         for column in table.columns:
             entry = self._entries.get(column)
             raw = table[column]
             if entry is None:
+                near = by_lower.get(str(column).strip().lower())
+                if near is not None:
+                    warnings.warn(
+                        f"Phenotype column {column!r} is not validated: the data dictionary "
+                        f"describes {near!r} (names are case-sensitive). Rename the column to "
+                        f"{near!r} to check it against the dictionary, or add {column!r} to a "
+                        "dictionary of your own (dictionary=...).",
+                        DictionaryWarning,
+                        stacklevel=3,
+                    )
                 clean[column] = _infer_column(raw)
                 continue
             values, col_report, col_problems = _validate_column(column, raw, entry)
@@ -188,8 +202,8 @@ class DataDictionary(Mapping):
 
 
 def _missing_codes(entry):
-    """An entry's missing codes; BIDS ``n/a`` and an empty cell are always missing."""
-    return {str(v) for v in entry.get("MissingValues", DEFAULT_MISSING)} | {"", "n/a"}
+    """An entry's missing codes; BIDS ``n/a`` (also written ``N/A``) and an empty cell are always missing."""
+    return {str(v) for v in entry.get("MissingValues", DEFAULT_MISSING)} | {"", "n/a", "N/A"}
 
 
 def _as_text(value):

@@ -16,8 +16,10 @@ __all__ = [
     "AnalysisError",
     "OutputExistsError",
     "SpaceError",
+    "AtlasError",
     "LSMWarning",
     "DroppedSubjectsWarning",
+    "DictionaryWarning",
     "ResamplingWarning",
 ]
 
@@ -70,6 +72,10 @@ class DroppedSubjectsWarning(LSMWarning):
     """Some subjects were excluded; see the ``dropped`` table."""
 
 
+class DictionaryWarning(LSMWarning):
+    """A phenotype column looks like a data-dictionary column but is not validated as one."""
+
+
 class ResamplingWarning(LSMWarning):
     """Images were resampled with nearest-neighbour interpolation between lattices."""
 
@@ -77,5 +83,3 @@ class ResamplingWarning(LSMWarning):
 class AtlasError(LSMError, ValueError):
     """A label atlas or its label table is malformed, or the two disagree."""
 
-
-__all__ += ["AtlasError"]

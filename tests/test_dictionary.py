@@ -26,6 +26,8 @@ def test_bundled_dictionary_covers_the_seed_datasets():
         assert (dd[column]["type"], dd[column]["Minimum"], dd[column]["Maximum"]) == ("integer", 0, 6)
     table = dd.to_dataframe()
     assert set(REQUIRED) <= set(table.index)
+    numeric = table[table["type"].isin(["integer", "number"])]
+    assert (numeric["units"] != "").all(), numeric.index[numeric["units"] == ""].tolist()
 
 
 def test_every_bundled_file_is_valid_json_object():
@@ -74,8 +76,21 @@ def test_validation_types():
 def test_bids_na_is_missing_whatever_the_entry_lists():
     """An entry with its own MissingValues (e.g. -999) still treats BIDS 'n/a' as missing."""
     dd = DataDictionary({"nihss": {"type": "integer", "Minimum": 0, "Maximum": 42, "MissingValues": [-999]}})
-    raw = pd.DataFrame({"nihss": ["4", "n/a", "-999", ""]},
-                       index=pd.Index(["sub-1", "sub-2", "sub-3", "sub-4"], name="participant_id"))
+    raw = pd.DataFrame({"nihss": ["4", "n/a", "-999", "", "N/A"]},
+                       index=pd.Index(["sub-1", "sub-2", "sub-3", "sub-4", "sub-5"], name="participant_id"))
     clean, report = dd.validate(raw)
     assert clean["nihss"].iloc[0] == 4.0 and clean["nihss"].iloc[1:].isna().all()
     assert report.empty
+
+
+def test_column_differing_only_in_case_is_flagged_not_silently_skipped():
+    from lsm.exceptions import DictionaryWarning
+
+    dd = load_dictionary()
+    raw = pd.DataFrame({"NIHSS": ["99", "4"], "age": ["50", "60"]},
+                       index=pd.Index(["sub-1", "sub-2"], name="participant_id"))
+    with pytest.warns(DictionaryWarning, match="'NIHSS' is not validated.*'nihss'"):
+        clean, _ = dd.validate(raw)
+    assert clean["NIHSS"].tolist() == [99.0, 4.0]  # kept as the user's own column
+    with pytest.raises(PhenotypeError, match="subject 'sub-1', column 'nihss': value '99'"):
+        dd.validate(raw.rename(columns={"NIHSS": "nihss"}))
