@@ -29,7 +29,7 @@ from scipy import stats
 
 from ._utils import check_option, check_random_state
 from .exceptions import AnalysisError, DroppedSubjectsWarning, LSMWarning, PhenotypeError
-from .stats._correction import alternative_transform, permutation_pvalues, permutation_threshold
+from .stats._correction import alternative_transform, permutation_pvalues, permutation_threshold, tie_lowered
 from .stats._parallel import parallel_map
 from .stats._permutation import draw_permutations
 
@@ -54,9 +54,6 @@ _CORRECTIONS = ("fwe", "fdr", "none")
 # Permutations are processed in chunks of this fixed size whatever n_jobs is, so every
 # chunk does the same floating-point work and the results do not depend on n_jobs.
 _PERM_CHUNK = 256
-# Null statistics within this distance of the observed one count as ">=" (correlations
-# lie in [-1, 1]; this absorbs last-bit differences between BLAS code paths).
-_TIE_TOL = 1e-12
 _COLLINEAR_TOL = 1e-8
 _MAX_DUMMY_LEVELS = 20
 
@@ -1182,7 +1179,8 @@ def _perm_chunk(Xn, e, Q, perms, stat_obs, alternative):
         r = num / den
     s = alternative_transform(r, alternative)
     s = np.where(np.isfinite(s), s, -np.inf)
-    counts = (s >= stat_obs[:, None] - _TIE_TOL).sum(1)
+    # null statistics tied with the observed one (last-bit differences) count as ">="
+    counts = (s >= tie_lowered(stat_obs)[:, None]).sum(1)
     return s.max(0), counts
 
 
@@ -1240,7 +1238,7 @@ def _permutation_test(X, e, Q, n_permutations, rng, *, alternative="two-sided", 
     counts = np.sum([o[1] for o in out], axis=0) if out else np.zeros(X.shape[1])
     B = len(permutations)
     p_unc = (1 + counts) / (1 + B)
-    p_fwe = permutation_pvalues(stat_obs - _TIE_TOL, null_max)
+    p_fwe = permutation_pvalues(stat_obs, null_max)
     return r, p_unc, p_fwe, null_max
 
 

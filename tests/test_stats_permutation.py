@@ -207,6 +207,36 @@ def test_n_jobs_and_backend_invariance(method, correction):
     assert ref.info["n_chunks"] < runs[3].info["n_chunks"]  # the small budget did chunk
 
 
+@pytest.mark.parametrize("seed", [4, 5, 6])
+@pytest.mark.parametrize("v", [1, 3])
+def test_exact_ties_of_tied_scores_count_as_greater_or_equal(seed, v):
+    """Integer scores (like NIHSS) make exact ties between permuted and observed |t|: a
+    pattern and its mirror give the same |t| along different float paths. The corrected p
+    must count them, exactly as an integer-arithmetic brute force does. For the pooled t,
+    |t| is monotone in the between-group sum of squares, (n*s - n1*T)^2 / (n1*n0) with s the
+    lesioned sum and T the total: exact in integers (Fractions)."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(seed)
+    n, n_perm = 20, 300
+    les = (rng.random((n, 60)) < rng.uniform(0.15, 0.6, 60)).astype(np.int64)
+    y = rng.integers(0, 4, n)
+    k = les.sum(0)
+    les = les[:, (k >= 2) & (n - k >= 2)]
+    correction = "fwe" if v == 1 else "cfwer"
+    res = voxelwise_test(les, y.astype(float), n_permutations=n_perm, random_state=seed, min_lesioned=2,
+                         correction=correction, v=v)
+    total, n1 = int(y.sum()), les.sum(0)
+
+    def key(scores):
+        return [Fraction(int(a) ** 2, int(m * (n - m))) for a, m in zip(n * (scores @ les) - n1 * total, n1)]
+
+    observed = key(y)
+    null = [sorted(key(y[perm]), reverse=True)[v - 1] for perm in draw_permutations(n_perm, n, seed)]
+    exact = np.array([(1 + sum(m >= o for m in null)) / (1 + n_perm) for o in observed])
+    np.testing.assert_array_equal(res.p_corrected, exact)
+
+
 def test_n_jobs_accepts_numpy_integers_and_rejects_the_rest():
     les, y = _data(3, n=30, n_vox=40)
     args = dict(n_permutations=20, random_state=0, min_lesioned=3)

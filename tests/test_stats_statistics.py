@@ -181,10 +181,30 @@ def test_liebermeister_matches_fisher_exact(n):
             pg = ss.fisher_exact([[a + 1, b], [c, d + 1]], alternative="greater").pvalue
             pl = ss.fisher_exact([[a, b + 1], [c + 1, d]], alternative="less").pvalue
             p_ref.append({"greater": pg, "less": pl, "two-sided": min(1, 2 * min(pg, pl))}[alternative])
-            z_ref.append(ss.norm.isf(pg) if pg < pl else -ss.norm.isf(pl))
+            # z: sign of the observed difference in rates (ad - bc), size from that tail
+            direction = np.sign(a * d - b * c)
+            z_ref.append(direction * max(ss.norm.isf(pg if direction > 0 else pl), 0.0))
         _close(res.p, p_ref)
         _close(res.stat, z_ref)
         assert np.array_equal(res.stat, res.z)
+
+
+def test_liebermeister_sign_follows_the_observed_rates_near_the_null():
+    """Table a, b, c, d = 1, 2, 8, 14: lesioned subjects have the lower rate of score 1
+    (1/3 vs 8/22) and both +1-corrected tails exceed 0.5: the statistic must not be
+    positive. Recoding the score (1 - y) mirrors every statistic."""
+    def lieb(a, b, c, d):
+        x = np.r_[np.ones(a + b), np.zeros(c + d)]
+        y = np.r_[np.ones(a), np.zeros(b), np.ones(c), np.zeros(d)]
+        res = voxelwise_test(x[:, None], y, method="liebermeister", correction="none", min_lesioned=2)
+        return res.stat[0], res.p[0]
+
+    stat, p = lieb(1, 2, 8, 14)
+    assert stat <= 0 and p > 0.9
+    assert lieb(2, 1, 14, 8)[0] == -stat
+    stat, p = lieb(1, 5, 12, 6)  # a clear effect: lesioned have the lower rate
+    assert stat < -1.5 and p < 0.05
+    np.testing.assert_allclose(lieb(5, 1, 6, 12), (-stat, p), rtol=1e-12)
 
 
 def test_sign_convention_positive_when_lesioned_higher():

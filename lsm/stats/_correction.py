@@ -84,10 +84,27 @@ def merge_top(parts, v):
     return -np.sort(-allv, axis=1)[:, :v]
 
 
+#: Relative tolerance for ">=" between a permuted and the observed statistic. Tied scores
+#: (NIHSS, mRS) make exact ties common, e.g. a pattern and its mirror image give the same
+#: |t| mathematically, but along different floating-point paths (last-bit differences);
+#: such ties must count as ">=".
+TIE_RTOL = 1e-12
+
+
+def tie_lowered(values):
+    """``values`` lowered by the tie tolerance, so that ``null >= tie_lowered(obs)`` counts ties."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return values - TIE_RTOL * np.maximum(1.0, np.abs(values))
+
+
 def permutation_pvalues(observed, null):
-    """``(1 + #{null >= observed}) / (1 + n_permutations)`` for each observed value."""
+    """``(1 + #{null >= observed}) / (1 + n_permutations)`` for each observed value.
+
+    A null value within :data:`TIE_RTOL` (relative) of the observed one counts as a tie.
+    """
     null_sorted = np.sort(np.asarray(null, dtype=np.float64))
-    n_ge = null_sorted.size - np.searchsorted(null_sorted, observed, side="left")
+    n_ge = null_sorted.size - np.searchsorted(null_sorted, tie_lowered(observed), side="left")
     return (1.0 + n_ge) / (1.0 + null_sorted.size)
 
 
@@ -100,7 +117,11 @@ def permutation_threshold(null, alpha):
     m = int(np.floor(alpha * (1 + null_sorted.size) + 1e-9)) - 1
     if m < 0:
         return np.inf
-    return float(null_sorted[m]) if m < null_sorted.size else -np.inf
+    if m >= null_sorted.size:
+        return -np.inf
+    # a value tied with null_sorted[m] (see TIE_RTOL) counts it, so it is not above it
+    t = float(null_sorted[m])
+    return t + TIE_RTOL * max(1.0, abs(t)) if np.isfinite(t) else t
 
 
 def fdr_correct(p, method, alpha):

@@ -178,7 +178,14 @@ def _liebermeister_tables(design, n_lesioned):
     law = stats.hypergeom(n + 2, n_pos + 1, nn + 1)
     log_greater = law.logsf(a)
     log_less = law.logcdf(a)
-    z = np.where(log_greater < np.log(0.5), -special.ndtri_exp(log_greater), special.ndtri_exp(log_less))
+    # Sign from the observed table (a*n - n1*n_pos = ad - bc: lesioned subjects have the
+    # higher rate of score 1 when > 0), size from the one-sided tail in that direction;
+    # near the null the two +1-corrected tails can both exceed 0.5, and then z = 0
+    # rather than a sign that contradicts the data.
+    direction = np.sign(a * n - nn * n_pos)
+    up = np.maximum(-special.ndtri_exp(log_greater), 0.0)
+    down = np.maximum(-special.ndtri_exp(log_less), 0.0)
+    z = np.where(direction > 0, up, np.where(direction < 0, -down, 0.0))
     return {
         "lb_offset": offsets_u[inv.reshape(-1)],
         "lb_z": z,
