@@ -1,6 +1,7 @@
 """Small shared helpers: option checking, atomic outputs, random states."""
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -89,6 +90,24 @@ def atomic_output_dir(path, overwrite=False):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
+    if not overwrite:
+        # The output may have appeared while we were writing (another run with the same
+        # output, e.g. a SLURM array): never replace it without overwrite=True. os.rename
+        # of a folder fails onto a non-empty folder or a file, so this holds to the end.
+        try:
+            if path.exists() or path.is_symlink():
+                raise FileExistsError(path)
+            os.rename(tmp, path)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (isinstance(exc, FileExistsError) or exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR)):
+                raise
+            raise OutputExistsError(
+                f"Output {str(path)!r} appeared while this result was being written (another "
+                "run writing to the same path?); it was left as it is. Pass overwrite=True "
+                "(--overwrite) to replace it, or choose another path."
+            ) from None
+        return path
     if path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")
         os.replace(path, old)
@@ -110,7 +129,24 @@ def atomic_write_text(path, text, overwrite=False, encoding="utf-8"):
         with os.fdopen(fd, "w", encoding=encoding) as fh:
             fh.write(text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            # a hard link fails if the path exists by now (no-replace), then drop the temp name
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise OutputExistsError(
+                    f"Output {str(path)!r} appeared while it was being written (another run "
+                    "writing to the same path?); it was left as it is. Pass overwrite=True to "
+                    "replace it, or choose another path."
+                ) from None
+            except OSError:  # a file system without hard links
+                if path.exists():
+                    raise
+                os.replace(tmp, path)
+            else:
+                os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

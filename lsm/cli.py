@@ -682,6 +682,39 @@ def _cmd_report(args):
 
 
 # --------------------------------------------------------------------------------- main
+def _input_paths(args):
+    """(flag, path) of every input file or folder named on the command line."""
+    for value in getattr(args, "lesions", None) or []:
+        text = str(value)
+        if any(ch in text for ch in "*?["):
+            # a glob: the folder part before its first wildcard component
+            parts = Path(text).parts
+            stop = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+            text = str(Path(*parts[:stop])) if stop else "."
+        yield "--lesions", text
+    for flag, attr in (("--phenotype", "phenotype"), ("--dictionary", "dictionary"),
+                       ("--atlas", "atlas"), ("--target-img", "target_img"), ("result", "result")):
+        value = getattr(args, attr, None)
+        if isinstance(value, (str, os.PathLike)):
+            yield flag, str(value)
+
+
+def _check_output_spares_inputs(args):
+    """Refuse an output that is, or contains, one of the inputs: replacing it (--overwrite)
+    would delete the inputs."""
+    output = getattr(args, "output", None)
+    if output is None:
+        return
+    out = Path(output).resolve()
+    for flag, text in _input_paths(args):
+        path = Path(text).resolve()
+        if path == out or out in path.parents:
+            raise ValueError(
+                f"The output {str(output)!r} is or contains the input {text!r} ({flag}): writing "
+                "there would replace it. Choose an output folder outside the inputs."
+            )
+
+
 def _one_line(exc):
     from ._utils import display_path
 
@@ -773,6 +806,7 @@ def main(argv=None):
         with warnings.catch_warnings():
             if args.quiet:
                 warnings.simplefilter("ignore")
+            _check_output_spares_inputs(args)
             return args.func(args)
     except KeyboardInterrupt:
         print("lsm: interrupted", file=sys.stderr)

@@ -275,12 +275,13 @@ def _run_on_terminal(*args):
 
 def test_progress_bars_only_on_a_terminal(study, tmp_path):
     root = study["root"]
-    status, _, err = _run_on_terminal("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv",
-                                      "-s", "score", "--n-permutations", "50", "--no-report",
-                                      "--no-territories", "-o", tmp_path / "a")
-    assert status == 0, err
-    assert "Loading lesion masks" in err and "100%" in err
-    assert "permutation" in err.lower()
+    for n_jobs in ("1", "2"):  # loading in parallel shows its bar too
+        status, _, err = _run_on_terminal("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv",
+                                          "-s", "score", "--n-permutations", "50", "--no-report",
+                                          "--no-territories", "--n-jobs", n_jobs, "-o", tmp_path / f"a{n_jobs}")
+        assert status == 0, err
+        assert "Loading lesion masks" in err and "100%" in err, (n_jobs, err)
+        assert "permutation" in err.lower()
     status, out, err = _run_on_terminal("--quiet", "vlsm", "-l", root / "lesions", "-p",
                                         root / "participants.tsv", "-s", "score", "--n-permutations",
                                         "50", "--no-report", "--no-territories", "-o", tmp_path / "b")
@@ -510,3 +511,25 @@ def test_main_in_process_restores_the_logger(study, tmp_path):
     before = (log.level, log.propagate, list(log.handlers))
     assert main(["--quiet", "overlap", "-l", str(study["root"] / "lesions"), "-o", str(tmp_path / "o")]) == 0
     assert (log.level, log.propagate, list(log.handlers)) == before
+
+
+@pytest.mark.parametrize("where", ["same", "parent", "glob-parent"])
+def test_output_that_holds_the_inputs_is_refused_even_with_overwrite(study, tmp_path, capsys, where):
+    """--overwrite must never delete the lesion masks: an output that is (or contains) an
+    input folder is refused before anything is read or written."""
+    import shutil
+
+    from lsm.cli import main
+
+    lesions = tmp_path / "study" / "masks"
+    shutil.copytree(study["root"] / "lesions", lesions)
+    before = sorted(p.name for p in lesions.iterdir())
+    lesion_arg = str(lesions / "*.nii.gz") if where == "glob-parent" else str(lesions)
+    output = lesions if where == "same" else tmp_path / "study"
+    argv = ["overlap", "-l", lesion_arg, "-o", str(output), "--overwrite"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is or contains the input" in err, err
+    assert sorted(p.name for p in lesions.iterdir()) == before
+    # an output folder inside the lesion folder is fine (nothing is replaced)
+    assert main(["--quiet", "overlap", "-l", str(lesions), "-o", str(lesions / "derivatives")]) == 0

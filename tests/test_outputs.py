@@ -295,3 +295,38 @@ def test_keyboard_interrupt_mid_save_leaves_nothing(result, tmp_path, monkeypatc
         result.save(tmp_path / "res", atlas=None)
     assert calls["n"] == 3
     np.testing.assert_equal(sorted(os.listdir(tmp_path)), [])
+
+
+def test_output_that_appears_during_the_write_is_not_replaced(tmp_path):
+    """Two runs aimed at one output (e.g. a SLURM array): the later one must not replace
+    the earlier one's folder or file without overwrite=True."""
+    from lsm._utils import atomic_output_dir, atomic_write_text
+
+    folder = tmp_path / "out"
+    with pytest.raises(OutputExistsError, match="appeared while"):
+        with atomic_output_dir(folder) as tmp:
+            (tmp / "mine.txt").write_text("mine")
+            folder.mkdir()
+            (folder / "theirs.txt").write_text("theirs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary left behind
+    assert [p.name for p in folder.iterdir()] == ["theirs.txt"]
+
+    target = tmp_path / "table.tsv"
+    real_fdopen = os.fdopen
+
+    def fdopen_then_race(fd, *args, **kwargs):
+        target.write_text("theirs")  # the other run finishes first
+        return real_fdopen(fd, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "fdopen", fdopen_then_race)
+        with pytest.raises(OutputExistsError, match="appeared while"):
+            atomic_write_text(target, "mine")
+    assert target.read_text() == "theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "table.tsv"]
+    # with permission both are replaced
+    with atomic_output_dir(folder, overwrite=True) as tmp:
+        (tmp / "mine.txt").write_text("mine")
+    assert [p.name for p in folder.iterdir()] == ["mine.txt"]
+    atomic_write_text(target, "mine", overwrite=True)
+    assert target.read_text() == "mine"
