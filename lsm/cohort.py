@@ -26,6 +26,7 @@ from ._images import (
 from ._utils import check_option
 from .dictionary import _as_text, load_dictionary
 from .exceptions import CohortError, DroppedSubjectsWarning, LesionImageError, PhenotypeError, ResamplingWarning
+from .stats._parallel import check_n_jobs, parallel_map
 
 __all__ = ["Cohort", "load_cohort", "read_phenotype", "normalize_id", "subject_from_filename"]
 
@@ -255,16 +256,8 @@ def _grid_of(target):
 
 
 def _run_parallel(func, args, n_jobs, verbose):
-    if n_jobs in (None, 1) or len(args) < 2:
-        iterator = args
-        if verbose:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(args, desc="Loading lesion masks", unit="mask")
-        return [func(*a) for a in iterator]
-    from joblib import Parallel, delayed
-
-    return Parallel(n_jobs=n_jobs, verbose=0, batch_size=16)(delayed(func)(*a) for a in args)
+    """``[func(*a) for a in args]`` in order, serially or with joblib (a progress bar when verbose)."""
+    return parallel_map(func, args, n_jobs=n_jobs, verbose=verbose, desc="Loading lesion masks", leave=True)
 
 
 def load_cohort(
@@ -323,6 +316,7 @@ def load_cohort(
     """
     check_option("on_invalid", on_invalid, ("drop", "raise"))
     check_option("space", space, ("MNI", "native"))
+    check_n_jobs(n_jobs)
     sources = _collect_lesion_sources(lesions)
     table = read_phenotype(phenotype, id_column=id_column)
     dd = load_dictionary(dictionary)

@@ -44,7 +44,7 @@ def _backend_forced():
     return not isinstance(backend, joblib._parallel_backends.LokyBackend)
 
 
-def parallel_map(func, tasks, *, n_jobs=1, verbose=0, desc=None):
+def parallel_map(func, tasks, *, n_jobs=1, verbose=0, desc=None, leave=False):
     """Apply ``func(*task)`` to each task and return the results in task order.
 
     Parameters
@@ -60,6 +60,8 @@ def parallel_map(func, tasks, *, n_jobs=1, verbose=0, desc=None):
         > 0 shows a tqdm progress bar over tasks.
     desc : str or None
         Label of the progress bar.
+    leave : bool
+        Keep the finished progress bar on screen (default: erase it).
 
     Returns
     -------
@@ -74,7 +76,7 @@ def parallel_map(func, tasks, *, n_jobs=1, verbose=0, desc=None):
         if verbose:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(tasks, desc=desc, leave=False)
+            iterator = tqdm(tasks, desc=desc, leave=leave)
         return [func(*task) for task in iterator]
     logger.debug("running %d tasks on %d workers", len(tasks), n_workers)
     backend, _ = joblib.parallel.get_active_backend()
@@ -85,4 +87,4 @@ def parallel_map(func, tasks, *, n_jobs=1, verbose=0, desc=None):
     from tqdm.auto import tqdm
 
     results = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(calls)
-    return list(tqdm(results, total=len(tasks), desc=desc, leave=False))
+    return list(tqdm(results, total=len(tasks), desc=desc, leave=leave))
