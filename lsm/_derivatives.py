@@ -85,9 +85,13 @@ def write_tsv(table, path, descriptions=None, index=True, overwrite=False, **met
     table = pd.DataFrame(table)
     if index:
         table = table.reset_index(names=table.index.name or "participant_id")
+    # BIDS: a missing value is "n/a", never an empty cell (e.g. a "not tested" reason of "")
+    text_columns = table.select_dtypes(include=["object", "string"]).columns
+    for col in text_columns:
+        table[col] = table[col].mask(table[col].astype(str).str.strip() == "")
     text = table.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n")
     atomic_write_text(path, text, overwrite=overwrite)
-    descriptions = descriptions or {}
+    descriptions = {"participant_id": "Subject identifier (BIDS sub-<label>).", **(descriptions or {})}
     sidecar = {col: {"Description": descriptions[col]} for col in table.columns if col in descriptions}
     sidecar.update(meta)
     write_json(_sidecar(path), sidecar, overwrite=overwrite)

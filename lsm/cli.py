@@ -511,10 +511,7 @@ def _cmd_territory_load(args):
             write_tsv(loads, tmp / f"{stem}.tsv", descriptions)
             write_json(tmp / f"{stem}_meta.json", dict(loads.attrs))
             summary = territory_summary(cohort, level=level, atlas=atlas, n_jobs=args.n_jobs)
-            write_tsv(summary.table, tmp / f"level-{level}_territorysummary.tsv",
-                      {"n_involved": "Subjects with at least one lesioned voxel in the territory.",
-                       "n_dominant": "Subjects whose lesion lies mostly in the territory.",
-                       "lesioned_ml": "Lesioned ml summed over subjects."})
+            write_tsv(summary.table, tmp / f"level-{level}_territorysummary.tsv", _SUMMARY_DESCRIPTIONS)
             _say(args, str(summary))
         _write_dropped(cohort, tmp)
         _write_description(tmp, "lsm arterial-territory lesion load", args)
@@ -612,6 +609,35 @@ _TERRITORY_LSM_DESCRIPTIONS = {
 }
 
 
+_SUMMARY_DESCRIPTIONS = {
+    "abbrev": "Territory abbreviation in the atlas label table.",
+    "territory": "Territory name without its side (e.g. MCA).",
+    "hemisphere": "Side of the territory (left, right or midline).",
+    "n_involved": "Subjects with at least one lesioned voxel in the territory.",
+    "percent_involved": "n_involved as a percentage of the cohort.",
+    "n_dominant": "Subjects whose lesion lies mostly in the territory.",
+    "percent_dominant": "n_dominant as a percentage of the cohort.",
+    "lesioned_ml": "Lesioned ml summed over subjects.",
+    "median_ml_involved": "Median lesioned ml in the territory among the involved subjects.",
+}
+
+_CORRELATION_DESCRIPTIONS = {
+    "score": "Phenotype column correlated with the lesion volume.",
+    "method": "Correlation coefficient: spearman, pearson or kendall.",
+    "partial": "True when covariates were partialled out of both variables.",
+    "covariates": "Covariates partialled out (comma-separated; n/a when none).",
+    "log_volume": "True when the lesion volume was log10-transformed.",
+    "n": "Subjects in the analysis.",
+    "r": "Correlation coefficient (partial when covariates are given).",
+    "p": "Two-sided p-value of r.",
+    "ci_low": "Lower bound of the bootstrap (BCa) confidence interval of r.",
+    "ci_high": "Upper bound of the bootstrap (BCa) confidence interval of r.",
+    "ci_level": "Confidence level of the interval.",
+    "n_excluded": "Subjects left out of the analysis (missing score or covariate); listed in "
+                  "dropped.tsv with source 'analysis'.",
+}
+
+
 def _cmd_correlate(args):
     import matplotlib
 
@@ -630,13 +656,14 @@ def _cmd_correlate(args):
             log_volume=args.log_volume, n_boot=args.n_boot, random_state=args.random_state,
         )
         write_tsv(
-            corr.to_dataframe(), tmp / "volumescore_correlation.tsv", index=False,
+            corr.to_dataframe(), tmp / "volumescore_correlation.tsv", _CORRELATION_DESCRIPTIONS, index=False,
             Description="Correlation between lesion volume and a clinical score.",
             Parameters={"score": args.score, "method": args.method, "covariates": args.covariates,
                         "log_volume": args.log_volume, "n_boot": args.n_boot,
                         "random_state": args.random_state},
             Summary=str(corr.summary()),
         )
+        excluded = corr.excluded.to_dict("records")  # missing score or covariate
         ax = corr.plot()
         ax.figure.savefig(tmp / "volumescore_scatter.png", dpi=100, bbox_inches="tight")
         plt.close(ax.figure)
@@ -656,7 +683,9 @@ def _cmd_correlate(args):
                                   "n_permutations": args.n_permutations,
                                   "random_state": args.random_state})
             _say(args, str(terr.summary()))
-        _write_dropped(cohort, tmp)
+            excluded += [e for e in terr.excluded.to_dict("records")
+                         if e["subject"] not in {x["subject"] for x in excluded}]
+        _write_dropped(cohort, tmp, excluded)
         _write_description(tmp, f"lsm lesion volume vs {args.score!r}", args)
     _say(args, f"lsm: wrote {args.output}/")
     return EXIT_OK

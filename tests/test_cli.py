@@ -453,6 +453,21 @@ def test_messages_never_name_temporary_folders(study, tmp_path):
             assert proc.returncode == 0, (name, proc.stderr)
             assert ".tmp-" not in text and ".vlsm-result" not in text, (name, verbosity, text)
             assert str(out) in text, (name, verbosity, text)  # the final output is named
+    _check_every_tsv_is_bids(tmp_path)
+
+
+def _check_every_tsv_is_bids(folder):
+    """Every TSV has a JSON sidecar describing each of its columns, and 'n/a', never an
+    empty cell, for a missing value."""
+    tables = sorted(folder.rglob("*.tsv"))
+    assert len(tables) >= 10, tables
+    for tsv in tables:
+        sidecar = json.loads(tsv.with_suffix(".json").read_text())
+        table = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
+        undescribed = [c for c in table.columns
+                       if not (isinstance(sidecar.get(c), dict) and sidecar[c].get("Description"))]
+        assert not undescribed, (tsv.name, undescribed)
+        assert not (table == "").any().any(), tsv.name
 
 
 def test_error_while_writing_names_the_output_not_the_temporary_folder(study, tmp_path, capsys,
