@@ -697,15 +697,24 @@ def _cmd_report(args):
     result = VLSMResult.load(args.result)
     output = args.output if args.output is not None else args.result / "report.html"
     _check_output_free(output, args.overwrite)
-    cohort = None
+    cohort = dropped = None
     if args.lesions:
         if not args.phenotype:
             raise ValueError("--lesions needs --phenotype (the cohort of the analysis).")
         # the cohort on the grid of the result, whatever the grid of its masks
         args.target_img, args.voxel_size = result.mask_img, None
         cohort = _load(args)
+    elif (args.result / "dropped.tsv").is_file():
+        # the drop list lsm vlsm saved beside the result (its 'analysis' rows are in the
+        # result's provenance and shown separately)
+        import pandas as pd
+
+        dropped = pd.read_csv(args.result / "dropped.tsv", sep="\t", dtype=str, keep_default_na=False)
+        if "source" in dropped:
+            dropped = dropped[dropped["source"] != "analysis"]
     atlas = None if args.no_territories else "arterial"
-    result.to_html(output, cohort=cohort, overwrite=args.overwrite, title=args.title, atlas=atlas)
+    result.to_html(output, cohort=cohort, overwrite=args.overwrite, title=args.title, atlas=atlas,
+                   dropped=dropped)
     _say(args, f"lsm: wrote {output}")
     return EXIT_OK
 

@@ -193,7 +193,7 @@ def _section(anchor, title, body):
 
 
 def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="arterial",
-                data_dir=None, dpi=90, max_rows=50):
+                data_dir=None, dpi=90, max_rows=50, dropped=None):
     """The HTML text of the report (see :func:`make_report`)."""
     from . import __version__, plotting
 
@@ -214,6 +214,11 @@ def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="art
         body += f"<h3>Description</h3><pre>{_esc(cohort.describe())}</pre>"
         body += "<h3>Dropped when loading the cohort</h3>"
         body += _df_table(getattr(cohort, "dropped", None), 20, "dropped subjects")
+    elif dropped is not None:
+        body += '<p class="note">No cohort was given to the report: its description is not ' \
+                'shown; the drop list is the one saved with the result.</p>'
+        body += "<h3>Dropped when loading the cohort</h3>"
+        body += _df_table(pd.DataFrame(dropped), 20, "dropped subjects")
     else:
         body += '<p class="note">No cohort was given to the report; its description and ' \
                 'drop list are not shown.</p>'
@@ -294,7 +299,7 @@ def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="art
 
 
 def make_report(result, path, cohort=None, overlap_img=None, *, title=None, overwrite=False,
-                atlas="arterial", data_dir=None, dpi=90, max_rows=50):
+                atlas="arterial", data_dir=None, dpi=90, max_rows=50, dropped=None):
     """Write one self-contained HTML report of a VLSM result.
 
     Parameters
@@ -316,6 +321,10 @@ def make_report(result, path, cohort=None, overlap_img=None, *, title=None, over
         Resolution of the embedded figures.
     max_rows : int
         Cluster rows shown before the rest is folded away.
+    dropped : DataFrame, optional
+        Subjects dropped while loading the cohort (columns ``subject``, ``source``,
+        ``reason``), shown when no ``cohort`` is given, e.g. the ``dropped.tsv`` that
+        ``lsm vlsm`` saved beside the result.
 
     Returns
     -------
@@ -324,7 +333,7 @@ def make_report(result, path, cohort=None, overlap_img=None, *, title=None, over
     """
     path = _check_target(path, overwrite)  # fail before the slow drawing
     text = report_html(result, cohort, overlap_img, title=title, atlas=atlas,
-                       data_dir=data_dir, dpi=dpi, max_rows=max_rows)
+                       data_dir=data_dir, dpi=dpi, max_rows=max_rows, dropped=dropped)
     atomic_write_text(path, text, overwrite=overwrite)
     logger.info("Wrote report %s", display_path(path))
     return Path(path)

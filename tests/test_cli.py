@@ -322,6 +322,9 @@ def test_vlsm_outputs_match_the_library(study, tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = (out / "report.html").read_text()
     assert text.lstrip().lower().startswith("<!doctype html") and "</html>" in text
+    # without the cohort, the drop list saved beside the result is shown
+    assert "sub-999" in text and "phenotype row without a lesion mask" in text
+    assert "Cohort of 40 subjects" not in text
     proc = run_lsm("report", out)
     assert proc.returncode == 1 and "--overwrite" in error_line(proc)
     # with the cohort: its description and drop list enter the report
