@@ -142,6 +142,19 @@ def _null_statistic(correction, alternative, v):
     return f"max_{side}" if correction == "fwe" else f"v{v}th_largest_{side}"
 
 
+
+def check_vlsm_options(method, correction, alternative, lesion_volume, covariates):
+    """Check the analysis options of :func:`vlsm` that need no data; return the covariates
+    as a list. (The command line calls this before reading any mask.)"""
+    check_option("method", method, METHODS)
+    check_option("correction", correction, CORRECTIONS)
+    check_option("alternative", alternative, ALTERNATIVES)
+    check_option("lesion_volume", lesion_volume, LESION_VOLUME_OPTIONS)
+    covariates = [covariates] if isinstance(covariates, str) else list(covariates or [])
+    _check_combination(method, covariates, lesion_volume)
+    return covariates
+
+
 def vlsm(
     cohort,
     score,
@@ -227,10 +240,7 @@ def vlsm(
     t0 = time.perf_counter()
     from .results import VLSMResult
 
-    check_option("method", method, METHODS)
-    check_option("correction", correction, CORRECTIONS)
-    check_option("alternative", alternative, ALTERNATIVES)
-    check_option("lesion_volume", lesion_volume, LESION_VOLUME_OPTIONS)
+    covariates = check_vlsm_options(method, correction, alternative, lesion_volume, covariates)
     if getattr(cohort, "space", "MNI") != "MNI":
         raise SpaceError(
             f"Voxel-wise analyses need masks in a common standard space, but this cohort is in "
@@ -241,8 +251,6 @@ def vlsm(
         )
     if not isinstance(score, str):
         raise TypeError(f"score must be the name of a phenotype column, got {score!r}.")
-    covariates = [covariates] if isinstance(covariates, str) else list(covariates or [])
-    _check_combination(method, covariates, lesion_volume)
 
     phenotype = cohort.phenotype.loc[list(cohort.subjects)]
     if score not in phenotype.columns:

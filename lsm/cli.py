@@ -12,9 +12,10 @@
 
 Every subcommand writes a BIDS-derivatives-style folder (NIfTI maps with JSON sidecars, TSV
 tables with JSON column sidecars, ``dataset_description.json``) atomically, and refuses to
-replace an existing output unless ``--overwrite`` is given. A user error (bad option, missing
-file, invalid mask or phenotype) prints one line ``lsm: error: ...`` and exits with status 1;
-``--debug`` shows the full traceback instead.
+replace an existing output unless ``--overwrite`` is given. A user error (missing file,
+invalid mask or phenotype, bad value) prints one line ``lsm: error: ...`` and exits with
+status 1 (``--debug`` shows the full traceback instead); a usage error (unknown or missing
+option) prints one line ``lsm <command>: error: ...`` and exits with status 2.
 """
 
 import argparse
@@ -159,10 +160,20 @@ def _add(subparsers, parent, name, help, description):
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other lsm error."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser():
     """The :class:`argparse.ArgumentParser` of the ``lsm`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lsm",
+        # no prefix matching at the top level: it would read a subcommand's --v (CFWER) as
+        # an ambiguous --version/--verbose
+        allow_abbrev=False,
         description="Lesion-symptom mapping for stroke research: VLSM with permutation "
         "inference, arterial-territory lesion load, lesion descriptors and clinical correlations.",
         epilog="Run 'lsm <command> --help' for the options of a command.",
@@ -172,7 +183,7 @@ def build_parser():
     _global_options(parser, suppress=False)
     parent = argparse.ArgumentParser(add_help=False)
     _global_options(parent, suppress=True)
-    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
     sub.required = True
 
     # demo ------------------------------------------------------------------------------
@@ -449,9 +460,11 @@ def _min_lesioned(value):
 def _cmd_vlsm(args):
     from ._derivatives import move_result_files
     from ._utils import atomic_output_dir
-    from ._vlsm import vlsm
+    from ._vlsm import check_vlsm_options, vlsm
 
     _check_output_free(args.output, args.overwrite)
+    # bad options fail before minutes of reading masks
+    check_vlsm_options(args.method, args.correction, args.alternative, args.lesion_volume, args.covariates)
     options = {
         "method": args.method,
         "covariates": args.covariates,
@@ -753,6 +766,32 @@ def _check_output_spares_inputs(args):
             )
 
 
+#: Library parameter -> command-line option, for messages raised by the library.
+_PARAMETER_FLAGS = {
+    "method": "--method", "correction": "--correction", "alternative": "--alternative",
+    "covariates": "--covariates", "lesion_volume": "--lesion-volume", "alpha": "--alpha",
+    "v": "--v", "min_lesioned": "--min-lesioned", "n_permutations": "--n-permutations",
+    "random_state": "--random-state", "n_jobs": "--n-jobs", "cluster_threshold": "--cluster-threshold",
+    "id_column": "--id-column", "target_img": "--target-img", "dictionary": "--dictionary",
+    "threshold": "--mask-threshold", "by": "--by", "measure": "--measure", "level": "--level",
+    "n_boot": "--n-boot", "data_dir": "--data-dir",
+}
+
+
+def _as_flags(text):
+    """Say ``--min-lesioned=3`` where the library says ``min_lesioned=3``."""
+    text = text.replace("overwrite=True (or --overwrite on the command line)", "--overwrite")
+    text = re.sub(r"\bcoerce=True\b", "--coerce", text)
+    text = text.replace("(dictionary=...)", "(--dictionary FILE)")
+    for name, flag in _PARAMETER_FLAGS.items():
+        text = re.sub(rf"(?<![\w.-]){name}=(?=[\s,;)]|\.(?!\d)|$)", flag, text)  # "pass data_dir= or"
+        if "_" in name:  # not an English word: every whole-word use is the parameter
+            text = re.sub(rf"(?<![\w.'-]){name}\b", flag, text)
+        text = re.sub(rf"(?<![\w.-]){name}=", f"{flag}=", text)
+        text = re.sub(rf"(?:the )?'{name}' parameter", f"the {flag} option", text)
+    return text
+
+
 def _one_line(exc):
     from ._utils import display_path
 
@@ -760,7 +799,7 @@ def _one_line(exc):
     if isinstance(exc, KeyError) and len(exc.args) == 1:
         text = str(exc.args[0])
     # name the output the user asked for, not the temporary folder it is written into
-    return display_path(re.sub(r"\s+", " ", text).strip())
+    return display_path(_as_flags(re.sub(r"\s+", " ", text).strip()))
 
 
 class _LogFormatter(logging.Formatter):
@@ -769,7 +808,7 @@ class _LogFormatter(logging.Formatter):
     def format(self, record):
         from ._utils import display_path
 
-        return display_path(super().format(record))
+        return display_path(_as_flags(super().format(record)))
 
 
 class _OnceFilter(logging.Filter):
@@ -793,7 +832,9 @@ class _OnceFilter(logging.Filter):
 def _configure_logging(args):
     if args.debug:
         level = logging.DEBUG
-    elif args.verbose and not args.quiet:
+    elif args.quiet:
+        level = logging.ERROR  # --quiet: nothing but errors
+    elif args.verbose:
         level = logging.INFO
     else:
         level = logging.WARNING

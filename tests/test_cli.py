@@ -90,13 +90,17 @@ def test_subcommand_help(name):
 def test_no_subcommand_is_a_usage_error():
     proc = run_lsm()
     assert proc.returncode == 2
-    assert "usage: lsm" in proc.stderr
+    assert proc.stderr == "lsm: error: the following arguments are required: <command> (see 'lsm --help')\n"
 
 
 def test_missing_required_option_is_a_usage_error():
     proc = run_lsm("vlsm", "--lesions", "x")
     assert proc.returncode == 2
-    assert "--phenotype" in proc.stderr and "--output" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("lsm vlsm: error:")
+    assert "--phenotype" in proc.stderr and "--output" in proc.stderr and "lsm vlsm --help" in proc.stderr
+    proc = run_lsm("overlap", "--lesions", "x", "-o", "y", "--no-such-option")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "--no-such-option" in proc.stderr
 
 
 # --------------------------------------------------------------------------- user errors
@@ -343,7 +347,12 @@ def test_vlsm_bad_method_names_the_parameter(study, tmp_path):
                    "--method", "magic", "-o", tmp_path / "out")
     assert proc.returncode == 1
     line = error_line(proc)
-    assert "'method'" in line and "magic" in line
+    assert "--method" in line and "magic" in line
+    assert "cohort:" not in proc.stdout  # refused before reading any mask
+    proc = run_lsm("vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "score",
+                   "--lesion-volume", "dtlvc", "-o", tmp_path / "out")  # dTLVC needs regression
+    assert proc.returncode == 1 and "cohort:" not in proc.stdout
+    assert "dtlvc" in error_line(proc)
     assert not (tmp_path / "out").exists()
 
 
@@ -551,3 +560,30 @@ def test_output_that_holds_the_inputs_is_refused_even_with_overwrite(study, tmp_
     assert sorted(p.name for p in lesions.iterdir()) == before
     # an output folder inside the lesion folder is fine (nothing is replaced)
     assert main(["--quiet", "overlap", "-l", str(lesions), "-o", str(lesions / "derivatives")]) == 0
+
+
+def test_errors_name_command_line_options_not_library_parameters(study, tmp_path):
+    root = study["root"]
+    base = ["vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "-s", "score", "--no-report",
+            "--no-territories"]
+    proc = run_lsm(*base, "--min-lesioned", "1", "-o", tmp_path / "a")
+    assert proc.returncode == 1
+    line = error_line(proc)
+    assert "--min-lesioned" in line and "min_lesioned" not in line, line
+    proc = run_lsm(*base, "--n-jobs", "0", "-o", tmp_path / "b")
+    assert proc.returncode == 1 and "--n-jobs" in error_line(proc)
+    proc = run_lsm("overlap", "-l", root / "lesions", "-p", root / "participants.tsv", "--by", "nope",
+                   "-o", tmp_path / "c")
+    assert proc.returncode == 1 and "--by" in error_line(proc)
+
+
+def test_cfwer_v_option_and_quiet_silences_warnings(study, tmp_path):
+    """--v (CFWER) is not mistaken for an abbreviation of --version/--verbose; --quiet prints
+    nothing, not even the atlas-unavailable warning."""
+    root = study["root"]
+    proc = run_lsm("--quiet", "vlsm", "-l", root / "lesions", "-p", root / "participants.tsv", "-s", "score",
+                   "--correction", "cfwer", "--v", "3", "--n-permutations", "20", "--no-report",
+                   "-o", tmp_path / "a")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == ""
+    assert lsm.VLSMResult.load(tmp_path / "a").params["v"] == 3
