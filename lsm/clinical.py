@@ -677,8 +677,8 @@ class TerritoryLSMResult(_ResultMixin):
         tab = self.table[self.table["tested"]]
         if sort:
             tab = tab.sort_values("r", ascending=False)
-        if ax is None:
-            _, ax = plt.subplots(figsize=(max(4, 0.35 * len(tab) + 1), 3.5))
+        if ax is None:  # constrained layout: room for the rotated labels and the y label
+            _, ax = plt.subplots(figsize=(max(4, 0.35 * len(tab) + 1), 3.5), layout="constrained")
         colors = ["C3" if s else "0.6" for s in tab["significant"]]
         ax.bar(np.arange(len(tab)), tab["r"], color=colors)
         ax.set_xticks(np.arange(len(tab)), [str(i) for i in tab.index], rotation=90)
@@ -936,7 +936,11 @@ def volume_score_correlation(
 
 
 def _design(frame, predictors, log_volume):
-    """Design DataFrame (no intercept): numeric columns as float, text as dummies."""
+    """Design DataFrame (no intercept): numeric columns as float, text as dummies.
+
+    A text column with a single level among the analysed subjects raises, as a constant
+    numeric column does (in :func:`_check_collinear`).
+    """
     parts = []
     for col in predictors:
         s = frame[col]
@@ -952,6 +956,11 @@ def _design(frame, predictors, log_volume):
             levels = sorted(s.dropna().unique(), key=str)
             if len(levels) > _MAX_DUMMY_LEVELS:
                 _to_numeric(s, col, "predictor")  # raises, naming a bad value
+            if len(levels) == 1:  # no dummy column: as a constant numeric predictor
+                raise AnalysisError(
+                    f"The predictor {col!r} is constant (every analysed subject has "
+                    f"{levels[0]!r}, its only level); it cannot be estimated. Remove it."
+                )
             for lev in levels[1:]:
                 parts.append((s == lev).astype(float).rename(f"{col}[{lev}]"))
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)

@@ -19,12 +19,15 @@ Lesion grid and atlas grid need not be the same. Each lesion voxel centre is map
 atlas voxel containing it. When the two grids share a lattice (same voxel size, axes only
 permuted or flipped, integer offsets: e.g. SOOP's 157 x 189 x 136 LAS masks are a sub-box of
 the atlas's 182 x 218 x 182 RAS grid) this mapping is one-to-one and exact: no voxel is lost
-or invented. When each lesion voxel size is a whole multiple of the atlas's on that lattice
-(a cohort resampled to the 2 mm MNI grid against the 1 mm atlas), every lesion voxel centre
-is an atlas voxel centre and takes its label, without a warning. Otherwise the atlas is
-sampled at the nearest voxel and a :class:`~lsm.exceptions.ResamplingWarning` is emitted. Lesion voxels that fall on atlas
-background (label 0) or outside the atlas's field of view are counted in the ``outside_ml``
-column.
+or invented, and no warning is given. When each lesion voxel size is a whole multiple of the
+atlas's on that lattice (a cohort resampled to the 2 mm MNI grid against the 1 mm atlas),
+every lesion voxel centre is an atlas voxel centre and the whole lesion voxel takes the
+label at its centre: a lesion voxel straddling territories counts in one of them only, so
+the loads are approximate, and a :class:`~lsm.exceptions.ResamplingWarning` says so.
+Otherwise the atlas is sampled at the nearest voxel, also with a
+:class:`~lsm.exceptions.ResamplingWarning`. For exact loads, use a cohort on the atlas's
+voxel size. Lesion voxels that fall on atlas background (label 0) or outside the atlas's
+field of view are counted in the ``outside_ml`` column.
 """
 
 import functools
@@ -446,14 +449,22 @@ def _lattice_map(vox2vox, tol=1e-4):
     return rounded.astype(np.int64), np.rint(shift).astype(np.int64)
 
 
+def _voxel_size_text(affine):
+    """Voxel size of an affine in mm as text: ``"2"``, or ``"1 x 1 x 1.5"`` when anisotropic."""
+    sizes = [f"{v:g}" for v in np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)]
+    return sizes[0] if len(set(sizes)) == 1 else " x ".join(sizes)
+
+
 def _atlas_labels_on_grid(atlas, affine, shape):
     """Atlas label at each voxel of the lesion grid, flat C order (0 off the atlas).
 
-    Returns (labels, alignment) with alignment "exact" (shared lattice: one-to-one),
-    "centre" (lesion voxel sizes whole multiples of the atlas's on its lattice: each lesion
-    voxel centre is an atlas voxel centre, whose label it takes, with no warning) or
-    "nearest" (nearest-neighbour sampling; a ResamplingWarning is emitted). "centre" gives
-    the labels the nearest-neighbour sampling would give.
+    Returns (labels, alignment) with alignment "exact" (shared lattice: one-to-one, no
+    warning), "centre" (lesion voxel sizes whole multiples of the atlas's on its lattice:
+    each lesion voxel centre is an atlas voxel centre, whose label the whole lesion voxel
+    takes; a ResamplingWarning is emitted) or "nearest" (nearest-neighbour sampling; a
+    ResamplingWarning is emitted). "centre" gives the labels the nearest-neighbour sampling
+    would give. At most one warning per call, whatever the number of levels computed from
+    the labels.
     """
     shape = tuple(int(s) for s in shape)
     ashape = atlas.data.shape
@@ -488,7 +499,24 @@ def _atlas_labels_on_grid(atlas, affine, shape):
         valid = valid & ok.reshape(view)
     flat, valid = np.broadcast_to(flat, shape).ravel(), np.broadcast_to(valid, shape).ravel()
     labels = np.where(valid, atlas.data.ravel()[flat], 0).astype(np.int32)
-    return labels, "exact" if np.array_equal(np.abs(lin).sum(axis=1), np.ones(3)) else "centre"
+    scale = np.abs(lin).sum(axis=0)  # lesion voxel size / atlas voxel size, per lesion axis
+    if np.all(scale == 1):
+        return labels, "exact"
+    if np.all(scale == scale[0]):
+        factor = f"{scale[0]} times larger along each axis"
+    else:
+        factor = (f"{scale[0]}, {scale[1]} and {scale[2]} times larger along the lesion grid's i, j "
+                  "and k axes")
+    lesion_mm, atlas_mm = _voxel_size_text(affine), _voxel_size_text(atlas.affine)
+    _warn(
+        f"The lesion voxels ({lesion_mm} mm, grid {shape}) are {factor} than the {atlas_mm} mm "
+        f"voxels of {atlas.name}, so each lesion voxel takes the atlas label at its centre and a "
+        "lesion voxel straddling territories counts in one of them only: the territory loads "
+        f"are approximate. For exact loads, use a cohort on the atlas's voxel size ({atlas_mm} mm; "
+        "for example the masks as loaded, before Cohort.resample).",
+        ResamplingWarning,
+    )
+    return labels, "centre"
 
 
 # -------------------------------------------------------------- lesion matrix
@@ -670,8 +698,12 @@ def territory_load(cohort, *, atlas=None, level=1, measure="territory_fraction",
     Warns
     -----
     ResamplingWarning
-        When lesion voxel centres do not all fall on atlas voxel centres (no shared
-        lattice, nor lesion voxel sizes whole multiples of the atlas's on its lattice).
+        Whenever the lesion grid does not share the atlas's lattice, so the loads are
+        approximate: alignment ``"centre"`` (lesion voxels a whole multiple of the atlas's
+        on its lattice, e.g. a 2 mm cohort on the 1 mm atlas: each lesion voxel takes the
+        label at its centre) or ``"nearest"`` (nearest-neighbour sampling). A shared lattice
+        (alignment ``"exact"``) loses and invents no voxel and gives no warning; for exact
+        loads, use a cohort on the atlas's voxel size.
 
     Notes
     -----
@@ -759,10 +791,15 @@ def _components(rows, shape, min_size, n_jobs):
     return np.array([n for part in parts for n in part], dtype=np.int64)
 
 
-def _hemisphere_labels(left_fraction, threshold):
-    return np.where(
-        left_fraction >= threshold, "left", np.where(1.0 - left_fraction >= threshold, "right", "bilateral")
-    )
+def _hemisphere_labels(left_fraction, n_voxels, threshold):
+    """``"left"``, ``"right"`` or ``"bilateral"`` per lesion (object array); None (missing)
+    for an empty lesion (no voxel on the cohort grid), which has no side."""
+    with np.errstate(invalid="ignore"):
+        sides = np.where(
+            left_fraction >= threshold, "left", np.where(1.0 - left_fraction >= threshold, "right", "bilateral")
+        ).astype(object)
+    sides[np.asarray(n_voxels) == 0] = None
+    return sides
 
 
 def _check_threshold(hemisphere_threshold):
@@ -774,7 +811,11 @@ def _check_threshold(hemisphere_threshold):
 
 
 def _dominant(loads):
-    """Name and lesion share of each subject's territory holding most of its lesion."""
+    """Name and lesion share of each subject's territory holding most of its lesion.
+
+    ``"outside"`` (share 1) when no lesion voxel lies in a territory; None (missing, share
+    NaN) for an empty lesion (no voxel on the cohort grid).
+    """
     k = loads.territories.n
     inside = loads.counts[:, :k]
     best = inside.argmax(axis=1) if k else np.zeros(len(inside), dtype=np.int64)
@@ -784,7 +825,10 @@ def _dominant(loads):
     has = top > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(has, top, n) / n
-    return names[np.where(has, best, k)], share
+    dominant = names[np.where(has, best, k)]
+    dominant[n == 0] = None
+    share[n == 0] = np.nan
+    return dominant, share
 
 
 @_fill_doc
@@ -805,7 +849,8 @@ def lesion_descriptors(cohort, *, atlas=None, min_component_size=1, hemisphere_t
         if ``x < 0``, right if ``x > 0``; voxels on the midline (``x == 0``) count half
         to each side. A lesion is ``"left"`` when at least ``hemisphere_threshold`` of its
         volume is left, ``"right"`` when at least that share is right, else
-        ``"bilateral"``. The default 0.95 tolerates a sliver across the midline.
+        ``"bilateral"``. The default 0.95 tolerates a sliver across the midline. An empty
+        lesion has no side (missing).
     %(n_jobs)s
 
     Returns
@@ -815,15 +860,20 @@ def lesion_descriptors(cohort, *, atlas=None, min_component_size=1, hemisphere_t
 
         - ``volume_ml`` (float), ``n_voxels`` (int): lesion size on the cohort grid;
         - ``n_components`` (int): 26-connected components of >= ``min_component_size`` voxels;
-        - ``hemisphere`` (``"left"``, ``"right"``, ``"bilateral"``), ``left_fraction``,
-          ``right_fraction``: the rule above;
+        - ``hemisphere`` (string: ``"left"``, ``"right"``, ``"bilateral"``),
+          ``left_fraction``, ``right_fraction``: the rule above;
         - ``centroid_x``, ``centroid_y``, ``centroid_z``: mean world coordinate (MNI mm) of
           the lesion voxels;
-        - ``dominant_level1``, ``dominant_level1_fraction``: the territory holding the most
-          lesioned voxels (ties: the first in label order) and the share of the lesion in
-          it; ``"outside"`` (share 1) when no lesion voxel lies in any territory;
+        - ``dominant_level1`` (string), ``dominant_level1_fraction``: the territory holding
+          the most lesioned voxels (ties: the first in label order) and the share of the
+          lesion in it; ``"outside"`` (share 1) when no lesion voxel lies in any territory;
         - ``dominant_level2``, ``dominant_level2_fraction``: the same at level 2 (when the
           atlas defines it).
+
+        An empty lesion (no voxel on the cohort grid: :meth:`Cohort.resample` keeps
+        subjects whose small lesion vanishes on a coarser grid) has ``n_voxels`` 0,
+        ``n_components`` 0, a missing (``pd.NA``) ``hemisphere`` and ``dominant_level*``,
+        and NaN fractions and centroid.
     """
     _check_threshold(hemisphere_threshold)
     if not isinstance(min_component_size, (int, np.integer)) or min_component_size < 1:
@@ -842,7 +892,7 @@ def lesion_descriptors(cohort, *, atlas=None, min_component_size=1, hemisphere_t
             "volume_ml": n * cohort.voxel_volume_ml,
             "n_voxels": n.astype(np.int64),
             "n_components": _components(rows, cohort.shape, int(min_component_size), n_jobs),
-            "hemisphere": _hemisphere_labels(left, hemisphere_threshold),
+            "hemisphere": pd.array(_hemisphere_labels(left, n, hemisphere_threshold), dtype="string"),
             "left_fraction": left,
             "right_fraction": 1.0 - left,
             "centroid_x": centroid[:, 0],
@@ -948,15 +998,21 @@ class TerritorySummary:
         (subjects with at least one lesioned voxel in it), ``n_dominant`` /
         ``percent_dominant`` (subjects whose lesion lies mostly in it), ``lesioned_ml``
         (lesioned ml summed over subjects) and ``median_ml_involved`` (median lesioned ml
-        among the involved subjects).
+        among the involved subjects). Percentages are of all ``n_subjects``.
     hemispheres : Series
         Number of ``left``, ``right`` and ``bilateral`` lesions (rule of
-        :func:`lesion_descriptors`).
+        :func:`lesion_descriptors`); empty lesions, which have no side, are not counted,
+        so the three add up to ``n_subjects - n_empty``.
     n_subjects : int
+        Subjects in the cohort, empty lesions included.
     n_outside_only : int
-        Subjects none of whose lesion voxels lie in a territory.
+        Subjects with lesion voxels none of which lies in a territory (empty lesions are
+        not counted).
     level : int
     atlas : str
+    n_empty : int
+        Subjects whose lesion has no voxel on the cohort grid (e.g. a small lesion that
+        vanished in :meth:`Cohort.resample`); they involve and dominate no territory.
     """
 
     table: pd.DataFrame
@@ -965,6 +1021,7 @@ class TerritorySummary:
     n_outside_only: int
     level: int
     atlas: str
+    n_empty: int = 0
 
     def to_dataframe(self):
         """The per-territory table (a copy)."""
@@ -979,6 +1036,7 @@ class TerritorySummary:
         return (
             f"Territory summary (level {self.level}, {self.atlas}): {self.n_subjects} subjects; "
             f"lesions {hem}; {self.n_outside_only} entirely outside the atlas"
+            + (f"; {self.n_empty} empty (no voxel on the cohort grid)" if self.n_empty else "")
         )
 
     def __str__(self):
@@ -1006,7 +1064,9 @@ def territory_summary(cohort, *, level=2, atlas=None, hemisphere_threshold=0.95,
     Returns
     -------
     TerritorySummary
-        ``.table`` per territory, ``.hemispheres`` lesion counts, ``.plot()``.
+        ``.table`` per territory, ``.hemispheres`` lesion counts, ``.n_empty`` (lesions
+        with no voxel on the cohort grid: left out of the hemisphere counts and of
+        ``n_outside_only``), ``.plot()``.
         A territory's hemisphere comes from the label table's ``hemisphere`` column, else
         from the world x of its centroid in the atlas (``"unknown"`` for a territory with
         no voxel in the atlas image).
@@ -1039,8 +1099,9 @@ def territory_summary(cohort, *, level=2, atlas=None, hemisphere_threshold=0.95,
         index=pd.Index(terr.names, name="abbrev"),
     )
     mom = _lesion_moments(rows, cohort.affine, cohort.shape, n_jobs)
+    empty = mom[:, 0] == 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        sides = _hemisphere_labels(mom[:, 4] / mom[:, 0], hemisphere_threshold)
+        sides = _hemisphere_labels(mom[:, 4] / mom[:, 0], mom[:, 0], hemisphere_threshold)
     hemispheres = pd.Series(
         {h: int(np.count_nonzero(sides == h)) for h in ("left", "right", "bilateral")}, name="n_lesions"
     )
@@ -1048,9 +1109,10 @@ def territory_summary(cohort, *, level=2, atlas=None, hemisphere_threshold=0.95,
         table=table,
         hemispheres=hemispheres,
         n_subjects=int(n_subjects),
-        n_outside_only=int(np.count_nonzero(~involved.any(axis=1))),
+        n_outside_only=int(np.count_nonzero(~involved.any(axis=1) & ~empty)),
         level=level,
         atlas=atlas.name,
+        n_empty=int(np.count_nonzero(empty)),
     )
 
 
@@ -1093,6 +1155,8 @@ def plot_territory_summary(summary, *, value="percent_involved", ax=None):
     ax.set_xticklabels(territories, rotation=45 if len(territories) > 8 else 0, ha="right" if len(territories) > 8 else "center")
     ax.set_ylabel(value.replace("_", " "))
     hem = ", ".join(f"{k} {v}" for k, v in summary.hemispheres.items())
+    if summary.n_empty:
+        hem += f", empty {summary.n_empty}"
     ax.set_title(f"{summary.n_subjects} lesions ({hem}), level {summary.level}", fontsize="medium")
     ax.legend(title="hemisphere", frameon=False)
     return ax

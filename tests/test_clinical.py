@@ -352,6 +352,22 @@ def test_outcome_model_errors(frame):
         outcome_model(frame, "nihss", ["age"], family="poisson")
 
 
+def test_single_level_text_predictor_is_an_error(frame):
+    """A text predictor with one level among the analysed subjects is constant, as a
+    constant numeric one is: an error naming it and its level, not a silently dropped term."""
+    with pytest.raises(AnalysisError, match=r"predictor 'site' is constant \(every analysed subject has "
+                                            r"'A', its only level\).*Remove it"):
+        outcome_model(frame.assign(site="A"), "nihss", ["age", "site"])
+    # one level left after the exclusion of the subjects with a missing value
+    f = frame.assign(sex2=np.where(frame["sex"] == "F", "F", None))
+    for family in ("ols", "ordinal", "logistic"):
+        with pytest.warns(DroppedSubjectsWarning), pytest.raises(AnalysisError, match="'sex2' is constant"):
+            outcome_model(f, "mrs", ["nihss", "sex2"], family=family, cutoff=2 if family == "logistic" else None)
+    # two levels: a dummy column, as before
+    res = outcome_model(frame, "nihss", ["age", "sex"])
+    assert res.predictors == ["age", "sex[M]"]
+
+
 def test_outcome_model_exclusions_and_plot(frame):
     f = frame.copy()
     f.loc["sub-010", "mrs"] = np.nan
@@ -534,6 +550,29 @@ def test_territory_lsm_table_and_planted_effect(frame):
     ax = res.plot()
     assert len(ax.patches) == len(TERR)
     assert "MCAL" in res.summary() and "<pre>" in res._repr_html_()
+    matplotlib.pyplot.close("all")
+
+
+def test_territory_lsm_plot_labels_fit_in_the_figure(frame):
+    """The rotated territory names, the y ticks and the y label lie inside the saved figure
+    (they were cut off at the bottom and left edges)."""
+    import io
+
+    res = territory_lsm(frame, "nihss", territories=TERR, covariates="age", n_permutations=99,
+                        random_state=0)
+    ax = res.plot()
+    fig = ax.figure
+    fig.savefig(io.BytesIO(), format="png", bbox_inches=None)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    lo, hi = ax.get_ylim()
+    y_ticks = [t for t, y in zip(ax.get_yticklabels(), ax.get_yticks()) if lo <= y <= hi]  # drawn
+    texts = [*ax.get_xticklabels(), *y_ticks, ax.yaxis.label, ax.title]
+    assert [t.get_text() for t in ax.get_xticklabels()] == TERR
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (text.get_text(), box)
     matplotlib.pyplot.close("all")
 
 

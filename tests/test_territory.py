@@ -165,20 +165,26 @@ def test_permuted_axes_lattice_is_exact(atlas):
     assert table.attrs["alignment"] == "exact"
 
 
+CENTRE_WARNING = (r"lesion voxels \(2 mm, grid \(6, 5, 5\)\) are 2 times larger along each axis than "
+                  r"the 1 mm voxels of .*takes the atlas label at its centre.*approximate.*exact loads, "
+                  r"use a cohort on the atlas's voxel size \(1 mm")
+
+
 @pytest.mark.parametrize("measure", ["territory_fraction", "lesion_fraction", "ml"])
-def test_integer_scaled_lattice_samples_centres_without_warning(atlas, monkeypatch, measure):
+def test_integer_scaled_lattice_samples_centres_with_a_warning(atlas, monkeypatch, measure):
     """A 2 mm LAS grid whose voxel centres are atlas voxel centres (like Cohort.resample(2)
-    against the 1 mm atlas): no ResamplingWarning, and the very values of the
-    nearest-neighbour path and of the brute force."""
+    against the 1 mm atlas): the very values of the nearest-neighbour path and of the brute
+    force, with a ResamplingWarning saying the loads are approximate (each 2 mm voxel takes
+    the label at its centre)."""
     import lsm.territory as territory
 
     affine = np.array([[-2.0, 0, 0, 5], [0, 2, 0, -5], [0, 0, 2, -6], [0, 0, 0, 1]])
     rng = np.random.default_rng(11)
     masks = [rng.random((6, 5, 5)) < 0.4 for _ in range(5)]  # x 5..-5, y -5..3, z -6..2
     cohort = _cohort(masks, affine=affine)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(ResamplingWarning, match=CENTRE_WARNING) as record:
         table = territory_load(cohort, atlas=atlas, measure=measure)
+    assert len(record) == 1 and record[0].filename == __file__  # points at the caller's line
     assert table.attrs["alignment"] == "centre"
     values = LABELS["index"].tolist()
     counts = _brute_counts(masks, affine, _atlas_data(), ATLAS_AFFINE, values)
@@ -198,6 +204,23 @@ def test_integer_scaled_lattice_samples_centres_without_warning(atlas, monkeypat
     assert nearest.attrs["alignment"] == "nearest"
     pd.testing.assert_frame_equal(table, nearest, check_exact=True)
     assert table.attrs["territory_volume_ml"] == nearest.attrs["territory_volume_ml"]
+
+
+def test_centre_alignment_warns_once_per_call(atlas):
+    """lesion_descriptors and territory_summary map the 2 mm grid once for both levels: one
+    warning per call; an anisotropic multiple is named axis by axis."""
+    affine = np.array([[-2.0, 0, 0, 5], [0, 2, 0, -5], [0, 0, 2, -6], [0, 0, 0, 1]])
+    rng = np.random.default_rng(12)
+    cohort = _cohort([rng.random((6, 5, 5)) < 0.4 for _ in range(3)], affine=affine)
+    for func in (lesion_descriptors, territory_summary):
+        with pytest.warns(ResamplingWarning, match=CENTRE_WARNING) as record:
+            func(cohort, atlas=atlas)
+        assert len(record) == 1, func.__name__
+    anisotropic = _cohort([rng.random((6, 5, 3)) < 0.4 for _ in range(3)],
+                          affine=np.array([[-2.0, 0, 0, 5], [0, 2, 0, -5], [0, 0, 3, -4], [0, 0, 0, 1]]))
+    with pytest.warns(ResamplingWarning, match=r"\(2 x 2 x 3 mm.* 2, 2 and 3 times larger along the lesion grid's i, j and k axes than the 1 mm") as record:
+        table = territory_load(anisotropic, atlas=atlas)
+    assert len(record) == 1 and table.attrs["alignment"] == "centre"
 
 
 def test_lesion_fractions_and_outside_add_up_to_the_lesion(cohort, atlas):
@@ -501,6 +524,56 @@ def test_territory_summary_counts(cohort, masks, atlas):
     assert_array_equal(level2.table["n_involved"], [
         (counts[:, [0, 2, 4]].sum(axis=1) > 0).sum(), (counts[:, [1, 3]].sum(axis=1) > 0).sum()])
     assert "Territory summary" in str(level2) and "<table" in level2._repr_html_()
+
+
+def test_empty_lesions_have_no_side_nor_dominant_territory(masks, atlas):
+    """A lesion with no voxel on the cohort grid (Cohort.resample keeps a subject whose tiny
+    lesion vanishes on the coarser grid) is neither bilateral nor outside the atlas: its
+    hemisphere and dominant territories are missing, and territory_summary counts it apart."""
+    # A 1 mm cohort resampled to 2 mm: the single voxel at x = 4 is no 2 mm voxel centre.
+    dot = _mask_from_world([(4, 0, 0)])
+    block = _mask_from_world([(x, y, z) for x in (-3, -2, -1) for y in (-3, -2, -1) for z in (-2, -1, 0)])
+    grid2 = nib.Nifti1Image(np.zeros((6, 5, 5), np.uint8),
+                            np.array([[-2.0, 0, 0, 5], [0, 2, 0, -5], [0, 0, 2, -6], [0, 0, 0, 1]]))
+    resampled = _cohort([dot, block]).resample(grid2)
+    assert_array_equal(resampled.lesion_voxel_counts, [0, 8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResamplingWarning)  # 2 mm voxels on the 1 mm atlas
+        desc2 = lesion_descriptors(resampled, atlas=atlas)
+        summary2 = territory_summary(resampled, atlas=atlas, level=1)
+    assert desc2["hemisphere"].isna().tolist() == [True, False] and desc2["hemisphere"].iloc[1] == "left"
+    assert desc2["dominant_level1"].isna().tolist() == [True, False]
+    assert summary2.n_empty == 1 and summary2.n_outside_only == 0
+    assert summary2.hemispheres.to_dict() == {"left": 1, "right": 0, "bilateral": 0}
+
+    # Added to the fixture cohort (which has one lesion entirely outside the atlas).
+    empty = np.zeros(LESION_SHAPE, dtype=bool)
+    cohort = _cohort([*masks, empty])
+    desc = lesion_descriptors(cohort, atlas=atlas)
+    row = desc.iloc[-1]
+    assert row["n_voxels"] == 0 and row["volume_ml"] == 0 and row["n_components"] == 0
+    for column in ("hemisphere", "dominant_level1", "dominant_level2"):
+        assert row[column] is pd.NA, column
+        assert desc[column].dtype == "string", column
+    for column in ("left_fraction", "right_fraction", "centroid_x", "dominant_level1_fraction",
+                   "dominant_level2_fraction"):
+        assert np.isnan(row[column]), column
+    # The other subjects are described as without the empty lesion.
+    pd.testing.assert_frame_equal(desc.iloc[:-1], lesion_descriptors(_cohort(masks), atlas=atlas))
+    assert (desc["dominant_level1"] == "outside").sum() == 1  # the lesion outside the atlas only
+    summary = territory_summary(cohort, atlas=atlas, level=1)
+    without = territory_summary(_cohort(masks), atlas=atlas, level=1)
+    assert summary.n_subjects == len(masks) + 1 and summary.n_empty == 1 and without.n_empty == 0
+    assert summary.n_outside_only == without.n_outside_only == 1
+    assert summary.hemispheres.to_dict() == without.hemispheres.to_dict()
+    assert summary.hemispheres.sum() == summary.n_subjects - summary.n_empty
+    assert_array_equal(summary.table["n_involved"], without.table["n_involved"])
+    assert_array_equal(summary.table["n_dominant"], without.table["n_dominant"])
+    assert "1 empty" in str(summary) and "empty" not in str(without)
+    import matplotlib.pyplot as plt
+
+    assert "empty 1" in summary.plot().get_title()
+    plt.close("all")
 
 
 def test_plot_territory_summary(cohort, atlas):
