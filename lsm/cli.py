@@ -549,7 +549,8 @@ def _cmd_descriptors(args):
             "volume_ml": "Lesion volume on the cohort grid (ml).",
             "n_voxels": "Lesioned voxels on the cohort grid.",
             "n_components": "26-connected components of at least --min-component-size voxels.",
-            "hemisphere": "left, right or bilateral (rule of --hemisphere-threshold).",
+            "hemisphere": "left, right or bilateral (rule of --hemisphere-threshold); n/a for an "
+                          "empty lesion (no voxel on the cohort grid).",
             "left_fraction": "Share of the lesion volume at world x < 0.",
             "right_fraction": "Share of the lesion volume at world x > 0.",
             "centroid_x": "Mean world x of the lesion voxels (mm).",
@@ -847,8 +848,17 @@ def _configure_logging(args):
     return handler
 
 
+_SHOWN_WARNINGS = set()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"lsm: warning: {_one_line(message)}", file=sys.stderr)
+    """One line per distinct warning and command (a library call made once per level, say,
+    would repeat it)."""
+    text = _one_line(message)
+    if text in _SHOWN_WARNINGS:
+        return
+    _SHOWN_WARNINGS.add(text)
+    print(f"lsm: warning: {text}", file=sys.stderr)
 
 
 def main(argv=None):
@@ -880,6 +890,7 @@ def main(argv=None):
     handler = _configure_logging(args)
     old_showwarning = warnings.showwarning
     if not args.debug:
+        _SHOWN_WARNINGS.clear()
         warnings.showwarning = _show_warning
     try:
         with warnings.catch_warnings():

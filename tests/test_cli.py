@@ -587,3 +587,14 @@ def test_cfwer_v_option_and_quiet_silences_warnings(study, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and proc.stderr == ""
     assert lsm.VLSMResult.load(tmp_path / "a").params["v"] == 3
+
+
+def test_repeated_python_warning_is_shown_once(capsys):
+    from lsm import cli
+
+    cli._SHOWN_WARNINGS.clear()
+    for _ in range(3):
+        cli._show_warning(UserWarning("loads are approximate"), UserWarning, "x.py", 1)
+    cli._show_warning(UserWarning("another one"), UserWarning, "x.py", 2)
+    assert capsys.readouterr().err.splitlines() == ["lsm: warning: loads are approximate",
+                                                     "lsm: warning: another one"]
