@@ -22,7 +22,9 @@ import argparse
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -33,7 +35,7 @@ __all__ = ["main", "build_parser"]
 logger = logging.getLogger("lsm")
 
 #: exit statuses
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 _EPILOG = (
     "Inputs: --lesions takes a folder (searched recursively), a quoted glob pattern "
@@ -861,6 +863,24 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"lsm: warning: {text}", file=sys.stderr)
 
 
+class _Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so that outputs being written are cleaned up
+    (like KeyboardInterrupt, it is not an Exception)."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` for this command; returns the previous
+    handler, or None when not in the main thread (where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    old = signal.signal(signal.SIGTERM, _on_sigterm)
+    return signal.SIG_DFL if old is None else old  # None: a handler not set from Python
+
+
 def main(argv=None):
     """Entry point of the ``lsm`` console script.
 
@@ -873,7 +893,8 @@ def main(argv=None):
     -------
     status : int
         0 on success, 1 on a user error (one line on stderr), 2 on a usage error,
-        130 when interrupted.
+        130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM, e.g. a SLURM time
+        limit). An interrupted or terminated command leaves no partial output.
     """
     from .exceptions import LSMError
 
@@ -892,12 +913,16 @@ def main(argv=None):
     if not args.debug:
         _SHOWN_WARNINGS.clear()
         warnings.showwarning = _show_warning
+    old_sigterm = _catch_sigterm()
     try:
         with warnings.catch_warnings():
             if args.quiet:
                 warnings.simplefilter("ignore")
             _check_output_spares_inputs(args)
             return args.func(args)
+    except _Terminated:
+        print("lsm: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("lsm: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -913,6 +938,8 @@ def main(argv=None):
               "(run again with --debug for the traceback, and please report it)", file=sys.stderr)
         return EXIT_ERROR
     finally:
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
         warnings.showwarning = old_showwarning
         logger.removeHandler(handler)
         logger.setLevel(old_logger_state[0])

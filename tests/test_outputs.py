@@ -330,3 +330,30 @@ def test_output_that_appears_during_the_write_is_not_replaced(tmp_path):
     assert [p.name for p in folder.iterdir()] == ["mine.txt"]
     atomic_write_text(target, "mine", overwrite=True)
     assert target.read_text() == "mine"
+
+
+def test_sigterm_mid_save_leaves_nothing(tmp_path):
+    """A SLURM time limit sends SIGTERM: the command stops with status 143 and the output
+    being written is removed, like on Ctrl-C (here the signal arrives at the 3rd file)."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys, nibabel\n"
+        "real, calls = nibabel.save, []\n"
+        "def save(*a, **k):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 3:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*a, **k)\n"
+        "nibabel.save = save\n"
+        "from lsm.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "work" / "demo"
+    proc = subprocess.run([sys.executable, "-c", code, "--quiet", "demo", "--n-subjects", "40",
+                           "--n-permutations", "20", "-o", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    assert proc.stderr.strip() == "lsm: terminated"
+    assert os.listdir(tmp_path / "work") == []
