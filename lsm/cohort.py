@@ -11,6 +11,7 @@ lesioned voxels on the common grid, never all dense masks at once: 1,449 SOOP ma
 
 import glob
 import logging
+import os
 import re
 import warnings
 from collections.abc import Mapping
@@ -114,6 +115,13 @@ def _collect_lesion_sources(lesions):
             paths = list(lesions)
             if not paths:
                 raise CohortError("The list of lesion files is empty.")
+            for p in paths:
+                if not isinstance(p, (str, os.PathLike)):
+                    raise CohortError(
+                        f"A list of lesions must hold file paths, but item {paths.index(p)} is a "
+                        f"{type(p).__name__}. For images in memory pass a mapping "
+                        "{subject_id: image}, which also says whose mask each image is."
+                    )
         items = [(subject_from_filename(p), str(p), str(p)) for p in paths]
     sources, origin = {}, {}
     for subject, src, raw in items:

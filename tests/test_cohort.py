@@ -122,6 +122,12 @@ def test_masks_match_files(tree):
     assert set(cohort.lesion_imgs) == set(cohort.subjects)
 
 
+def test_list_of_images_asks_for_a_mapping(tree):
+    images = [nib.load(f) for f in sorted((tree / "lesions").glob("*.nii.gz"))]
+    with pytest.raises(CohortError, match=r"item 0 is a Nifti1Image.*mapping \{subject_id: image\}"):
+        lsm.load_cohort(images, tree / "participants.tsv")
+
+
 @pytest.mark.parametrize("form", ["glob", "list", "mapping_paths", "mapping_images", "dataframe"])
 def test_input_forms(tree, form):
     files = sorted((tree / "lesions").glob("*.nii.gz"))

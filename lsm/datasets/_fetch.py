@@ -16,7 +16,10 @@ Where files are downloaded from, first match wins:
 1. the ``url=`` argument of a fetcher;
 2. the ``LSM_DATA_URL`` environment variable: a mirror laid out like ``shared/data``
    (``<url>/<dataset>/<path>``), e.g. an institutional copy or a local test server;
-3. the dataset's public upstream (pinned GitHub commit) recorded in the manifest.
+3. the dataset's public upstream recorded in the manifest: SOOP at a pinned GitHub
+   commit, LESYMAP from its master branch (its example data has not changed in years; a
+   changed file would fail the sha256 check, never be used). The arterial atlas has no
+   anonymous upstream (NITRC asks for a login): see ``install_arterial_atlas``.
 """
 
 import hashlib
