@@ -55,6 +55,10 @@ _CORRECTIONS = ("fwe", "fdr", "none")
 # chunk does the same floating-point work and the results do not depend on n_jobs.
 _PERM_CHUNK = 256
 _COLLINEAR_TOL = 1e-8
+# A variable whose pairwise-ordering (sign) vector keeps less than this fraction of its
+# squared norm after projection on the others' makes the Kendall tau-b matrix singular.
+# (Swapping one pair of subjects in an ordering of n keeps about 8 / (n (n - 1)).)
+_KENDALL_SINGULAR_TOL = 1e-10
 _MAX_DUMMY_LEVELS = 20
 
 
@@ -368,7 +372,9 @@ class CorrelationResult(_ResultMixin):
         Correlation coefficient (partial correlation when ``covariates`` were given).
     p : float
         Two-sided p-value (t distribution with ``n - 2 - len(covariates)`` degrees of
-        freedom for Pearson and Spearman, :func:`scipy.stats.kendalltau` for Kendall).
+        freedom for Pearson and Spearman, :func:`scipy.stats.kendalltau` for Kendall, and
+        for partial Kendall tau the normal approximation of R's ppcor, see
+        :func:`volume_score_correlation`).
     ci : tuple of float
         Bootstrap confidence interval ``(low, high)`` (BCa, paired resampling of subjects),
         ``(nan, nan)`` when ``n_boot=0``.
@@ -746,10 +752,98 @@ def _make_corr_statistic(method, k):
     return statistic
 
 
+def _kendall_matrix(columns):
+    """Kendall tau-b matrix of the 1-d arrays ``columns`` (entries from scipy.stats.kendalltau)."""
+    p = len(columns)
+    T = np.eye(p)
+    for i in range(p):
+        for j in range(i + 1, p):
+            T[i, j] = T[j, i] = stats.kendalltau(columns[i], columns[j]).statistic
+    return T
+
+
+def _partial_kendall(T):
+    """Partial Kendall tau of variables 0 and 1 given variables 2.. from their tau-b matrix.
+
+    This is the estimate of R's ppcor, ``-P[0, 1] / sqrt(P[0, 0] P[1, 1])`` with
+    ``P = inv(T)``, computed through the Schur complement: the top-left 2x2 block of
+    ``inv(T)`` is the inverse of ``C = T[:2, :2] - T[:2, 2:] inv(T[2:, 2:]) T[2:, :2]``, so
+    the estimate is ``C[0, 1] / sqrt(C[0, 0] C[1, 1])``. Only the covariate block is
+    inverted, so the value stays defined (+-1) when T itself is singular because the score's
+    orderings are fixed by those of volume and covariates. The pseudo-inverse is used only
+    for a singular covariate block, which only a degenerate bootstrap resample can give (the
+    analysed data are checked by :func:`_check_kendall_singular`).
+    """
+    if not np.all(np.isfinite(T)):  # a constant variable in a bootstrap resample
+        return np.nan
+    A, B, D = T[:2, :2], T[:2, 2:], T[2:, 2:]
+    try:
+        sol = np.linalg.solve(D, B.T)
+    except np.linalg.LinAlgError:
+        sol = np.linalg.pinv(D) @ B.T
+    C = A - B @ sol
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = C[0, 1] / np.sqrt(C[0, 0] * C[1, 1])
+    return float(np.clip(r, -1.0, 1.0))
+
+
+def _partial_kendall_statistic(*arrays):
+    """Bootstrap statistic: partial Kendall tau of arrays[0] and arrays[1] given the rest."""
+    return _partial_kendall(_kendall_matrix(arrays))
+
+
+def _check_kendall_singular(T, names, n):
+    """Raise if the partial Kendall tau from the tau-b matrix ``T`` is undefined.
+
+    ``T`` and ``names`` are ordered (volume, score, covariates...). A tau-b matrix is the
+    Gram matrix of the variables' normalised vectors of pairwise orderings (the signs of
+    all subject-pair differences), so it is singular when one such vector is a linear
+    combination of others: a covariate that orders the subjects as another one does (a
+    monotone transform of it, for example), or as volume does. The check runs in the
+    order of :func:`_check_collinear` (volume, then each covariate against the earlier
+    ones), then asks whether the covariates fix the orderings of the score.
+    """
+    order = [0] + list(range(2, len(T)))
+    for pos in range(1, len(order)):
+        j, prev = order[pos], order[:pos]
+        g = T[prev, j]
+        coef = np.linalg.solve(T[np.ix_(prev, prev)], g)
+        if T[j, j] - g @ coef < _KENDALL_SINGULAR_TOL:
+            involved = [names[i] for i, c in zip(prev, coef) if abs(c) > 1e-6]
+            combo = ", ".join(repr(v) for v in involved) or "the other variables"
+            raise AnalysisError(
+                f"Perfectly collinear covariate orderings (singular Kendall tau-b matrix): the "
+                f"pairwise orderings of {names[j]!r} are a linear combination of those of "
+                f"{combo} among the {n} analysed subjects (for example a monotone transform "
+                f"of it), so the partial Kendall tau is undefined. Remove {names[j]!r} or one "
+                f"of {combo}."
+            )
+    covs = list(range(2, len(T)))
+    g = T[covs, 1]
+    if T[1, 1] - g @ np.linalg.solve(T[np.ix_(covs, covs)], g) < _KENDALL_SINGULAR_TOL:
+        raise AnalysisError(
+            f"The pairwise orderings of the score {names[1]!r} are a linear combination of "
+            f"those of the covariates {', '.join(repr(names[i]) for i in covs)} among the {n} "
+            "analysed subjects (for example a monotone function of one of them): nothing is "
+            "left to correlate with lesion volume, so the partial Kendall tau is undefined."
+        )
+
+
+def _partial_kendall_p(r, n, k):
+    """Two-sided p-value of a partial Kendall tau as in R's ppcor: normal approximation with
+    the null variance of Kendall's tau (no ties) at the sample size ``n - k``."""
+    m = n - k
+    z = r / np.sqrt(2.0 * (2 * m + 5) / (9.0 * m * (m - 1)))
+    return float(2 * stats.norm.sf(abs(z)))
+
+
 def _corr_point(x, y, Z, method):
     """(r, p) for x, y of shape (n,) and covariates Z of shape (n, k)."""
     n, k = len(x), Z.shape[1]
     if method == "kendall":
+        if k:
+            r = _partial_kendall_statistic(x, y, *Z.T)
+            return r, _partial_kendall_p(r, n, k)
         res = stats.kendalltau(x, y)
         return float(res.statistic), float(res.pvalue)
     r = float(_make_corr_statistic(method, k)(x, y, *Z.T))
@@ -790,10 +884,16 @@ def _correlation_frame(frame, score, covariates, method, log_volume, n_boot, ci,
         if method == "spearman":  # the partial correlation is computed on ranks
             ranks = stats.rankdata(np.column_stack([x, Z]), axis=0)
             _check_collinear(np.column_stack([np.ones(n), ranks]), names, what="covariate ranks")
+        if method == "kendall":  # the partial tau inverts the covariates' tau-b matrix
+            _check_kendall_singular(
+                _kendall_matrix([x, y, *Z.T]), [names[1], score] + covariates, n
+            )
     r, p = _corr_point(x, y, Z, method)
     ci_bounds = (np.nan, np.nan)
     if n_boot:
-        if method == "kendall":
+        if method == "kendall" and k:
+            statistic, vectorized = _partial_kendall_statistic, False
+        elif method == "kendall":
 
             def statistic(a, b):
                 return stats.kendalltau(a, b).statistic
@@ -850,12 +950,13 @@ def volume_score_correlation(
     method : {"spearman", "pearson", "kendall"}
         Spearman's rho, Pearson's r or Kendall's tau-b.
     covariates : str or list of str, optional
-        Phenotype columns to partial out. The partial correlation is the correlation of
-        the residuals of volume and score after regressing each on the covariates (and
-        an intercept); for Spearman every variable is first rank-transformed. Its p-value
-        uses a t distribution with ``n - 2 - len(covariates)`` degrees of freedom (the
-        same test as the volume coefficient in OLS of score on volume and covariates).
-        Not available for Kendall.
+        Phenotype columns (numeric) to partial out. For Pearson and Spearman the partial
+        correlation is the correlation of the residuals of volume and score after
+        regressing each on the covariates (and an intercept); for Spearman every variable
+        is first rank-transformed. Its p-value uses a t distribution with
+        ``n - 2 - len(covariates)`` degrees of freedom (the same test as the volume
+        coefficient in OLS of score on volume and covariates). For Kendall it is the
+        partial Kendall tau of the Kendall tau-b matrix (see Notes).
     log_volume : bool
         Use log10(volume) (ml). Changes Pearson r; rank correlations are unchanged.
         The plot then uses a log axis.
@@ -873,15 +974,35 @@ def volume_score_correlation(
     result : CorrelationResult
         ``r``, ``p``, ``ci``, ``n``, ``excluded`` (subjects missing the score, a
         covariate or the volume, with the reason), ``summary()``, ``plot()``.
+
+    Notes
+    -----
+    Partial Kendall tau (``method="kendall"`` with covariates) follows R's ppcor package
+    (Kim, Commun Stat Appl Methods 22:665-674, 2015): ``T`` is the matrix of Kendall's
+    tau-b (:func:`scipy.stats.kendalltau`) between every pair of (log10) volume, score and
+    covariates, ``P`` its inverse, and the partial tau is
+    ``-P[0, 1] / sqrt(P[0, 0] * P[1, 1])``. With one covariate z this is Kendall's (1942)
+    ``(tau_xy - tau_xz tau_yz) / sqrt((1 - tau_xz**2) (1 - tau_yz**2))``. A covariate
+    that orders the subjects as another covariate or volume does (a monotone transform of
+    it, for example) makes ``T`` singular and raises an
+    :class:`~lsm.exceptions.AnalysisError`, as linearly collinear covariates do for every
+    method. The p-value is ppcor's, and approximate: the
+    partial tau divided by the standard deviation of Kendall's tau under independence
+    without ties, ``sqrt(2 (2 m + 5) / (9 m (m - 1)))`` with ``m = n - len(covariates)``,
+    compared with the standard normal distribution (two-sided). The partial tau has no
+    exact null distribution and ties are not corrected for, so treat p-values near a
+    threshold with care; the bootstrap interval recomputes the partial tau on each
+    resample. Unlike the partial Pearson correlation of normal data, a partial tau of zero
+    is not what conditional independence gives: for standard normal z and
+    x = z + e1, y = z + e2 (independent N(0, 1) errors), x and y are independent given z,
+    yet the partial tau is 1/9 (Kendall's tau of x and y is 1/3), and with many subjects
+    its p-value is small. Its test is therefore not a test of conditional independence;
+    the residual-based partial Pearson or Spearman correlation is the usual choice for
+    "does volume relate to the score beyond the covariates".
     """
     t0 = time.perf_counter()
     check_option("method", method, _CORR_METHODS)
     covariates = _as_list(covariates, "covariates")
-    if method == "kendall" and covariates:
-        raise ValueError(
-            "method='kendall' does not support covariates (there is no residual-based "
-            "partial Kendall tau); use method='spearman' for a partial rank correlation."
-        )
     if not 0 < ci < 1:
         raise ValueError(f"Invalid value for the 'ci' parameter: must be in (0, 1), got {ci!r}")
     if int(n_boot) != n_boot or n_boot < 0:

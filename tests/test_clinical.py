@@ -123,6 +123,17 @@ def test_bootstrap_ci_equals_scipy_bootstrap(frame, method):
     assert res.ci[0] < res.r < res.ci[1]
 
 
+
+def _reference_bca(sub, statistic):
+    """scipy's BCa interval of ``statistic(volume, nihss, age)`` over 200 paired resamples
+    (seed 5), the settings the tests give lsm."""
+    boot = stats.bootstrap(
+        (sub["lesion_volume"].to_numpy(), sub["nihss"].to_numpy(), sub["age"].to_numpy()),
+        statistic, n_resamples=200, paired=True, vectorized=False, method="BCa",
+        rng=np.random.default_rng(5),
+    )
+    return boot.confidence_interval.low, boot.confidence_interval.high
+
 def test_partial_bootstrap_equals_scipy_bootstrap(frame):
     sub = frame.iloc[:40]
     res = volume_score_correlation(sub, "nihss", method="pearson", covariates="age",
@@ -132,14 +143,7 @@ def test_partial_bootstrap_equals_scipy_bootstrap(frame):
         Z = sm.add_constant(c)
         return np.corrcoef(sm.OLS(a, Z).fit().resid, sm.OLS(b, Z).fit().resid)[0, 1]
 
-    boot = stats.bootstrap(
-        (sub["lesion_volume"].to_numpy(), sub["nihss"].to_numpy(), sub["age"].to_numpy()),
-        partial, n_resamples=200, paired=True, vectorized=False, method="BCa",
-        rng=np.random.default_rng(5),
-    )
-    assert res.ci == pytest.approx(
-        (boot.confidence_interval.low, boot.confidence_interval.high), rel=1e-7
-    )
+    assert res.ci == pytest.approx(_reference_bca(sub, partial), rel=1e-7)
 
 
 def test_bootstrap_is_reproducible(frame):
@@ -198,8 +202,6 @@ def test_correlation_errors(frame):
     f["vol2"] = 2 * f["lesion_volume"] + 1
     with pytest.raises(AnalysisError, match=r"collinear.*'vol2'.*'lesion_volume'"):
         volume_score_correlation(f, "nihss", covariates="vol2", n_boot=0)
-    with pytest.raises(ValueError, match="kendall"):
-        volume_score_correlation(f, "nihss", method="kendall", covariates="age")
     with pytest.raises(ValueError, match="'method' parameter"):
         volume_score_correlation(f, "nihss", method="spearmann")
     with pytest.raises(AnalysisError, match="'missing_col'"):
@@ -208,9 +210,98 @@ def test_correlation_errors(frame):
     f.loc["sub-004", "age_text"] = "89+"
     with pytest.raises(PhenotypeError, match=r"'age_text'.*sub-004.*'89\+'"):
         volume_score_correlation(f, "nihss", covariates="age_text")
+    with pytest.raises(PhenotypeError, match=r"'age_text'.*sub-004.*'89\+'"):
+        volume_score_correlation(f, "nihss", method="kendall", covariates="age_text")
     f.loc["sub-005", "lesion_volume"] = 0.0
     with pytest.raises(AnalysisError, match="sub-005"):
         volume_score_correlation(f, "nihss", log_volume=True)
+
+
+def _tau(a, b):
+    return stats.kendalltau(a, b).statistic
+
+
+@pytest.mark.parametrize("log_volume", [False, True])
+def test_partial_kendall_one_covariate_is_kendall_1942(frame, log_volume):
+    res = volume_score_correlation(frame, "nihss", method="kendall", covariates="age",
+                                   log_volume=log_volume, n_boot=0)
+    x, y, z = (frame[c].to_numpy(float) for c in ("lesion_volume", "nihss", "age"))
+    txy, txz, tyz = _tau(x, y), _tau(x, z), _tau(y, z)
+    expected = (txy - txz * tyz) / np.sqrt((1 - txz**2) * (1 - tyz**2))
+    assert abs(res.r - expected) < 1e-12
+    assert res.partial and res.covariates == ["age"] and res.method == "kendall"
+    assert "partial Kendall tau" in res.summary()
+
+
+def test_partial_kendall_two_covariates_inverts_tau_matrix(frame):
+    """ppcor: P = inv(T) of the 4x4 tau-b matrix, partial tau = -P01 / sqrt(P00 P11);
+    p from the normal approximation at n - k subjects (ppcor's pcor, method='kendall')."""
+    covs = ["age", "MCAL"]
+    res = volume_score_correlation(frame, "nihss", method="kendall", covariates=covs,
+                                   n_boot=0)
+    cols = [frame[c].to_numpy(float) for c in ["lesion_volume", "nihss"] + covs]
+    T = np.array([[_tau(a, b) for b in cols] for a in cols])
+    P = np.linalg.inv(T)
+    expected = -P[0, 1] / np.sqrt(P[0, 0] * P[1, 1])
+    assert abs(res.r - expected) < 1e-12
+    m = len(frame) - len(covs)
+    z = expected / np.sqrt(2 * (2 * m + 5) / (9 * m * (m - 1)))
+    assert res.p == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-10)
+    assert res.n == len(frame)
+
+
+def test_partial_kendall_known_answer_given_common_cause():
+    """x = z + e1, y = z + e2 (standard normal): tau(x, y) = 2/pi asin(1/2) = 1/3 and
+    tau(x, z) = tau(y, z) = 2/pi asin(1/sqrt 2) = 1/2, so the population partial tau is
+    (1/3 - 1/4) / (1 - 1/4) = 1/9: far below the plain tau, but not 0 (partial Kendall tau
+    is not a measure of conditional independence; the partial Pearson r is ~0 here)."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    z = rng.normal(size=n)
+    df = pd.DataFrame({"lesion_volume": z + rng.normal(size=n), "s": z + rng.normal(size=n),
+                       "z": z})
+    plain = volume_score_correlation(df, "s", method="kendall", n_boot=0)
+    partial = volume_score_correlation(df, "s", method="kendall", covariates="z", n_boot=0)
+    pearson = volume_score_correlation(df, "s", method="pearson", covariates="z", n_boot=0)
+    assert plain.r == pytest.approx(1 / 3, abs=0.03)
+    assert partial.r == pytest.approx(1 / 9, abs=0.03)
+    assert abs(pearson.r) < 0.06
+
+
+def test_partial_kendall_collinear_covariates_are_an_error(frame):
+    f = frame.assign(age2=frame["age"] ** 2, age_lin=2 * frame["age"] + 1,
+                     vol_sq=frame["lesion_volume"] ** 2, age3=frame["age"] ** 3)
+    # same orderings (monotone transform): singular tau-b matrix
+    with pytest.raises(AnalysisError, match=r"collinear covariate orderings.*'age2'.*'age'"):
+        volume_score_correlation(f, "nihss", method="kendall", covariates=["age", "age2"],
+                                 n_boot=0)
+    with pytest.raises(AnalysisError, match=r"collinear covariate orderings.*'vol_sq'.*"
+                                            r"'lesion_volume'"):
+        volume_score_correlation(f, "nihss", method="kendall", covariates=["vol_sq"],
+                                 n_boot=0)
+    # linearly collinear values: the error every method gives
+    with pytest.raises(AnalysisError, match=r"Perfectly collinear covariates: 'age_lin'.*'age'"):
+        volume_score_correlation(f, "nihss", method="kendall", covariates=["age", "age_lin"],
+                                 n_boot=0)
+    # a score ordered exactly as a covariate leaves nothing to correlate
+    with pytest.raises(AnalysisError, match=r"score 'age3'.*'age'.*undefined"):
+        volume_score_correlation(f, "age3", method="kendall", covariates=["age"], n_boot=0)
+
+
+def test_partial_kendall_bootstrap(frame):
+    sub = frame.iloc[:40]
+    kw = dict(method="kendall", covariates="age", n_boot=200)
+    a = volume_score_correlation(sub, "nihss", random_state=5, **kw)
+    b = volume_score_correlation(sub, "nihss", random_state=5, **kw)
+    c = volume_score_correlation(sub, "nihss", random_state=6, **kw)
+    assert a.ci == b.ci and a.ci != c.ci
+    assert a.ci[0] < a.r < a.ci[1]
+
+    def partial(x, y, z):  # Kendall (1942), recomputed on each resample
+        txy, txz, tyz = _tau(x, y), _tau(x, z), _tau(y, z)
+        return (txy - txz * tyz) / np.sqrt((1 - txz**2) * (1 - tyz**2))
+
+    assert a.ci == pytest.approx(_reference_bca(sub, partial), rel=1e-7)
 
 
 def test_spearman_covariates_collinear_on_ranks_are_an_error(frame):
