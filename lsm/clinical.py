@@ -141,6 +141,14 @@ def _source_frame(data, columns, *, territory_level=None, territory_measure=None
     vols = data.lesion_volumes.copy()
     vols.index = vols.index.astype(object)
     frame[VOLUME] = vols.reindex(index).astype(float)
+    if VOLUME in pheno.columns and VOLUME in columns:
+        warnings.warn(
+            f"The phenotype has a {VOLUME!r} column; the cohort's own lesion volumes (ml, "
+            f"measured on the masks) are used for {VOLUME!r}. Rename the phenotype column "
+            "to use its values.",
+            UserWarning,
+            stacklevel=4,
+        )
     for col in pheno.columns:
         if col != VOLUME:
             frame[col] = pheno[col]
@@ -160,6 +168,12 @@ def _source_frame(data, columns, *, territory_level=None, territory_measure=None
                 f"Column(s) {still} are neither phenotype columns, {VOLUME!r}, nor level-"
                 f"{territory_level} territory abbreviations. Phenotype columns: "
                 f"{list(map(str, pheno.columns))}; territories: {territories}."
+            )
+        clash = [c for c in territories if c in pheno.columns and c in columns]
+        if clash:
+            raise AnalysisError(
+                f"{clash} name both phenotype column(s) and level-{territory_level} territories; "
+                "rename the phenotype column(s) so it is clear which one is meant."
             )
         loads = loads.reindex(index)
         for c in loads.columns:
@@ -1140,7 +1154,11 @@ def outcome_model(
         Phenotype columns, ``"lesion_volume"`` and/or territory abbreviations (for a
         Cohort, loads from :func:`lsm.territory_load` at ``territory_level``). Numeric
         columns enter as they are; a text column (e.g. sex) is dummy-coded against its
-        first level, giving columns named ``"sex[M]"``.
+        first level, giving columns named ``"sex[M]"``. ``"lesion_volume"`` is always the
+        cohort's measured volume (ml; a phenotype column of that name is not used, with a
+        warning). A name that is both a phenotype column and a territory is the phenotype
+        column, unless territory loads are needed for another predictor, which is an error
+        (rename the phenotype column).
     family : {"ols", "ordinal", "logistic"}
         ``"ols"``: linear regression (:class:`statsmodels.regression.linear_model.OLS`).
         ``"ordinal"``: proportional-odds (cumulative logit) model,

@@ -770,6 +770,34 @@ def test_cohort_territory_lsm_equals_table_input(cohort, shared_data_dir, monkey
     )
 
 
+def test_phenotype_column_named_like_a_territory_or_the_volume(cohort, shared_data_dir, monkeypatch):
+    """A phenotype column 'MCAL' must not be silently replaced by the MCAL territory load;
+    a phenotype 'lesion_volume' column is not used, and the user is told."""
+    import lsm
+
+    monkeypatch.setenv("LSM_DATA", str(shared_data_dir))
+    images = {s: cohort.lesion_img(s) for s in cohort.subjects}
+    rng = np.random.default_rng(0)
+    pheno = cohort.phenotype.assign(MCAL=rng.normal(size=len(cohort)), lesion_volume=5.0)
+    pheno.index.name = "participant_id"
+    twin = lsm.load_cohort(images, pheno.reset_index())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # territory loads are needed (ACAL): 'MCAL' is then ambiguous
+        with pytest.raises(AnalysisError, match=r"\['MCAL'\] name both phenotype column"):
+            outcome_model(twin, "nihss", ["MCAL", "ACAL"], territory_level=2)
+        # no territory needed: 'MCAL' is the phenotype column
+        only = outcome_model(twin, "nihss", ["MCAL"], territory_level=2)
+    ph = twin.phenotype.loc[twin.subjects]
+    ref = sm.OLS(ph["nihss"].to_numpy(float), sm.add_constant(ph["MCAL"].to_numpy(float))).fit()
+    assert only.table["coef"].iloc[0] == pytest.approx(ref.params[1], rel=1e-10)
+    with pytest.warns(UserWarning, match="cohort's own lesion volumes"):
+        res = outcome_model(twin, "nihss", ["lesion_volume"])
+    vol = twin.lesion_volumes.reindex(twin.subjects).to_numpy()
+    ref = sm.OLS(twin.phenotype.loc[twin.subjects, "nihss"].to_numpy(float), sm.add_constant(vol)).fit()
+    assert res.table["coef"].iloc[0] == pytest.approx(ref.params[1], rel=1e-10)
+
+
 # ------------------------------------------------------------------ real data
 
 
