@@ -296,6 +296,12 @@ def build_parser():
     g.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the interval (0: none)")
     g.add_argument("--territory-level", type=int, choices=[1, 2], default=None,
                    help="also test each territory's load at this atlas level")
+    g.add_argument("--territory-method", default="spearman", choices=["spearman", "regression", "ordinal"],
+                   help="statistic of the territory-level test: partial Spearman, OLS, or the "
+                   "proportional-odds score test for an ordinal score such as mRS")
+    g.add_argument("--territory-lesion-volume", default="none", choices=["none", "linear", "log"],
+                   help="add lesion volume (ml, or log10 ml) to the nuisance variables of the "
+                   "territory-level test: which territory matters beyond size")
     g.add_argument("--n-permutations", type=int, default=5000,
                    help="permutations of the territory-level test")
     g.add_argument("--random-state", type=int, default=0, help="seed of the bootstrap and permutations")
@@ -687,6 +693,8 @@ def _cmd_correlate(args):
         if args.territory_level is not None:
             terr = territory_lsm(
                 cohort, args.score, level=args.territory_level, covariates=args.covariates,
+                method=args.territory_method,
+                lesion_volume=None if args.territory_lesion_volume == "none" else args.territory_lesion_volume,
                 n_permutations=args.n_permutations, random_state=args.random_state, n_jobs=args.n_jobs,
             )
             write_tsv(terr.to_dataframe(), tmp / f"level-{args.territory_level}_territorylsm.tsv",
@@ -696,6 +704,7 @@ def _cmd_correlate(args):
                       Parameters={"score": args.score, "level": args.territory_level,
                                   "measure": terr.measure, "method": terr.method,
                                   "covariates": args.covariates,
+                                  "lesion_volume": args.territory_lesion_volume,
                                   "n_permutations": args.n_permutations,
                                   "random_state": args.random_state})
             _say(args, str(terr.summary()))
