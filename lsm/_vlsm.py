@@ -142,7 +142,6 @@ def _null_statistic(correction, alternative, v):
     return f"max_{side}" if correction == "fwe" else f"v{v}th_largest_{side}"
 
 
-
 def check_vlsm_options(method, correction, alternative, lesion_volume, covariates):
     """Check the analysis options of :func:`vlsm` that need no data; return the covariates
     as a list. (The command line calls this before reading any mask.)"""

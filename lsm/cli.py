@@ -708,8 +708,8 @@ def _cmd_correlate(args):
                                   "n_permutations": args.n_permutations,
                                   "random_state": args.random_state})
             _say(args, str(terr.summary()))
-            excluded += [e for e in terr.excluded.to_dict("records")
-                         if e["subject"] not in {x["subject"] for x in excluded}]
+            listed = {e["subject"] for e in excluded}
+            excluded += [e for e in terr.excluded.to_dict("records") if e["subject"] not in listed]
         _write_dropped(cohort, tmp, excluded)
         _write_description(tmp, f"lsm lesion volume vs {args.score!r}", args)
     _say(args, f"lsm: wrote {args.output}/")
@@ -859,17 +859,10 @@ def _configure_logging(args):
     return handler
 
 
-_SHOWN_WARNINGS = set()
-
-
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """One line per distinct warning and command (a library call made once per level, say,
-    would repeat it)."""
-    text = _one_line(message)
-    if text in _SHOWN_WARNINGS:
-        return
-    _SHOWN_WARNINGS.add(text)
-    print(f"lsm: warning: {text}", file=sys.stderr)
+    """Python warnings as one ``lsm: warning: ...`` line, through the lsm logger's handler,
+    whose :class:`_OnceFilter` prints each distinct one once per command."""
+    logger.warning("warning: %s", _one_line(message))
 
 
 class _Terminated(BaseException):
@@ -920,7 +913,6 @@ def main(argv=None):
     handler = _configure_logging(args)
     old_showwarning = warnings.showwarning
     if not args.debug:
-        _SHOWN_WARNINGS.clear()
         warnings.showwarning = _show_warning
     old_sigterm = _catch_sigterm()
     try:

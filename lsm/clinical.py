@@ -851,12 +851,13 @@ def _partial_kendall_p(r, n, k):
     return float(2 * stats.norm.sf(abs(z)))
 
 
-def _corr_point(x, y, Z, method):
-    """(r, p) for x, y of shape (n,) and covariates Z of shape (n, k)."""
+def _corr_point(x, y, Z, method, tau=None):
+    """(r, p) for x, y of shape (n,) and covariates Z of shape (n, k); ``tau``: the tau-b
+    matrix of (x, y, covariates) when already computed (partial Kendall)."""
     n, k = len(x), Z.shape[1]
     if method == "kendall":
         if k:
-            r = _partial_kendall_statistic(x, y, *Z.T)
+            r = _partial_kendall(tau if tau is not None else _kendall_matrix([x, y, *Z.T]))
             return r, _partial_kendall_p(r, n, k)
         res = stats.kendalltau(x, y)
         return float(res.statistic), float(res.pvalue)
@@ -892,6 +893,7 @@ def _correlation_frame(frame, score, covariates, method, log_volume, n_boot, ci,
             f"Only {n} subject(s) with {k} covariate(s): a {'partial ' if k else ''}"
             f"correlation needs at least {k + 3}."
         )
+    tau = None
     if k:
         names = ["const", LOG_VOLUME if log_volume else VOLUME] + covariates
         _check_collinear(np.column_stack([np.ones(n), x, Z]), names, what="covariates")
@@ -899,10 +901,9 @@ def _correlation_frame(frame, score, covariates, method, log_volume, n_boot, ci,
             ranks = stats.rankdata(np.column_stack([x, Z]), axis=0)
             _check_collinear(np.column_stack([np.ones(n), ranks]), names, what="covariate ranks")
         if method == "kendall":  # the partial tau inverts the covariates' tau-b matrix
-            _check_kendall_singular(
-                _kendall_matrix([x, y, *Z.T]), [names[1], score] + covariates, n
-            )
-    r, p = _corr_point(x, y, Z, method)
+            tau = _kendall_matrix([x, y, *Z.T])
+            _check_kendall_singular(tau, [names[1], score] + covariates, n)
+    r, p = _corr_point(x, y, Z, method, tau)
     ci_bounds = (np.nan, np.nan)
     if n_boot:
         if method == "kendall" and k:

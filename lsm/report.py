@@ -212,16 +212,16 @@ def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="art
     body = ""
     if cohort is not None:
         body += f"<h3>Description</h3><pre>{_esc(cohort.describe())}</pre>"
-        body += "<h3>Dropped when loading the cohort</h3>"
-        body += _df_table(getattr(cohort, "dropped", None), 20, "dropped subjects")
+        dropped = getattr(cohort, "dropped", None)
     elif dropped is not None:
         body += '<p class="note">No cohort was given to the report: its description is not ' \
                 'shown; the drop list is the one saved with the result.</p>'
-        body += "<h3>Dropped when loading the cohort</h3>"
-        body += _df_table(pd.DataFrame(dropped), 20, "dropped subjects")
     else:
         body += '<p class="note">No cohort was given to the report; its description and ' \
                 'drop list are not shown.</p>'
+    if cohort is not None or dropped is not None:
+        body += "<h3>Dropped when loading the cohort</h3>"
+        body += _df_table(None if dropped is None else pd.DataFrame(dropped), 20, "dropped subjects")
     excluded = pd.DataFrame(pv.get("excluded") or [])
     body += "<h3>Excluded from this analysis</h3>"
     body += _df_table(excluded, 20, "excluded subjects")

@@ -451,7 +451,9 @@ def _lattice_map(vox2vox, tol=1e-4):
 
 def _voxel_size_text(affine):
     """Voxel size of an affine in mm as text: ``"2"``, or ``"1 x 1 x 1.5"`` when anisotropic."""
-    sizes = [f"{v:g}" for v in np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)]
+    from nibabel.affines import voxel_sizes
+
+    sizes = [f"{v:g}" for v in voxel_sizes(np.asarray(affine, dtype=np.float64))]
     return sizes[0] if len(set(sizes)) == 1 else " x ".join(sizes)
 
 

@@ -607,11 +607,22 @@ def test_cfwer_v_option_and_quiet_silences_warnings(study, tmp_path):
 
 
 def test_repeated_python_warning_is_shown_once(capsys):
+    import argparse
+    import logging
+
     from lsm import cli
 
-    cli._SHOWN_WARNINGS.clear()
-    for _ in range(3):
-        cli._show_warning(UserWarning("loads are approximate"), UserWarning, "x.py", 1)
-    cli._show_warning(UserWarning("another one"), UserWarning, "x.py", 2)
+    log = logging.getLogger("lsm")
+    state = log.level, log.propagate
+    # the logging set-up of one command (as main() does)
+    handler = cli._configure_logging(argparse.Namespace(debug=False, quiet=False, verbose=False))
+    try:
+        for _ in range(3):
+            cli._show_warning(UserWarning("loads are approximate"), UserWarning, "x.py", 1)
+        cli._show_warning(UserWarning("another one"), UserWarning, "x.py", 2)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(state[0])
+        log.propagate = state[1]
     assert capsys.readouterr().err.splitlines() == ["lsm: warning: loads are approximate",
                                                      "lsm: warning: another one"]

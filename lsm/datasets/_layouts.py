@@ -565,8 +565,9 @@ def load_isles24(root, *, mni_lesions=None, rename=None, **kwargs):
             "ISLES'24 masks are in each subject's non-contrast CT space (space-ncct), not a "
             "standard space: voxels do not correspond across subjects. Each mask is centred "
             "on a common array grid (the first mask's voxel axes, large enough to hold every "
-            "mask) only so it can be stored (volumes are computed in the subject's own voxels). Register the masks to MNI and pass mni_lesions= for "
-            "voxel-wise or atlas-based analyses."
+            "mask) only so it can be stored (volumes are computed in the subject's own "
+            "voxels). Register the masks to MNI and pass mni_lesions= for voxel-wise or "
+            "atlas-based analyses."
         )
         meta["lesion_files"] = dict(native)
         lesions = {subject: _centred(path) for subject, path in native.items()}
