@@ -5,7 +5,8 @@ vector and returns a :class:`VoxelwiseResult` of plain arrays; :func:`lsm.vlsm` 
 images around it.
 """
 
-from ._correction import CORRECTIONS
+from ._core import PERMUTATION_CHUNK, PermutationTest, max_statistic_test, run_permutations
+from ._correction import CORRECTIONS, permutation_pvalues, permutation_threshold
 from ._parallel import parallel_map
 from ._patterns import unique_patterns
 from ._permutation import (
@@ -18,6 +19,12 @@ from ._permutation import (
 from ._statistics import METHODS, t_to_z
 
 __all__ = [
+    "PERMUTATION_CHUNK",
+    "PermutationTest",
+    "max_statistic_test",
+    "run_permutations",
+    "permutation_pvalues",
+    "permutation_threshold",
     "ALTERNATIVES",
     "CORRECTIONS",
     "METHODS",
