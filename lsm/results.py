@@ -920,9 +920,8 @@ def _fmt(value):
 class _AtlasLookup:
     """Label lookup of the arterial atlas at world coordinates (nearest voxel).
 
-    Each point takes the label of the atlas voxel whose centre is nearest, the same answer
-    as resampling the atlas onto the result grid with nearest-neighbour interpolation
-    (:func:`nilearn.image.resample_to_img`), without building the resampled volume.
+    Each point takes the label of the atlas voxel that contains it, by the same rule
+    (:func:`lsm._images.voxel_of`) as the cohort's regridding and the territory loads.
     """
 
     _cache = {}
@@ -931,7 +930,8 @@ class _AtlasLookup:
         data = np.asanyarray(img.dataobj)
         small = data.size == 0 or (data.min() >= 0 and data.max() < 2 ** 15)
         self.data = data.astype(np.int16 if small else np.int64)  # kept in a cache: keep it small
-        self.inv = np.linalg.inv(img.affine)
+        self.affine = np.asarray(img.affine, dtype=np.float64)
+        self.inv = np.linalg.inv(self.affine)
         labels = pd.DataFrame(labels)
         index = labels["index"].astype(np.int64).to_numpy()
         self._abbrev = dict(zip(index, labels["abbrev"].astype(str)))
@@ -949,14 +949,13 @@ class _AtlasLookup:
         return cls._cache[key]
 
     def labels_at(self, xyz):
-        """Atlas labels at world coordinates ``xyz`` (n, 3); 0 outside the atlas box."""
+        """Atlas labels at world coordinates ``xyz`` (n, 3); 0 outside the atlas."""
+        from ._images import voxel_of
+
         cont = nib.affines.apply_affine(self.inv, np.asarray(xyz, dtype=np.float64)).reshape(-1, 3)
-        # inside the box spanned by the atlas voxel centres (as scipy/nilearn resampling)
-        tol = 1e-6
-        inside = np.all((cont >= -tol) & (cont <= np.array(self.data.shape[:3]) - 1 + tol), axis=1)
-        ijk = np.rint(cont).astype(np.int64)
-        out = np.zeros(len(ijk), dtype=np.int64)
-        out[inside] = self.data[tuple(ijk[inside].T)]
+        flat = voxel_of(cont.T, self.affine, self.data.shape[:3])
+        out = np.zeros(len(flat), dtype=np.int64)
+        out[flat >= 0] = self.data.ravel()[flat[flat >= 0]]
         return out
 
     def abbrev(self, value):
