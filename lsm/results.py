@@ -9,13 +9,11 @@ and saves to / loads from a BIDS-derivatives-style folder.
 """
 
 import dataclasses
-import datetime as _dt
 import functools
 import html
 import json
 import logging
 import math
-import numbers
 import os
 import re
 from pathlib import Path
@@ -25,6 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from ._derivatives import json_safe as _json_safe
+from ._derivatives import json_text
 from ._utils import atomic_output_dir, check_option, display_path
 from .exceptions import AnalysisError, LSMError
 
@@ -89,43 +89,6 @@ class Summary(str):
 # ---------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------
-def _json_safe(obj):
-    """Recursively convert ``obj`` into something :func:`json.dumps` accepts.
-
-    numpy scalars and arrays become Python numbers and lists, non-finite floats become
-    ``None`` (JSON has no NaN), paths and timestamps become strings, sets become sorted
-    lists and mappings get string keys.
-    """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, numbers.Integral):
-        return int(obj)
-    if isinstance(obj, numbers.Real):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return [_json_safe(v) for v in sorted(obj, key=str)]
-    if isinstance(obj, pd.DataFrame):
-        return _json_safe(obj.to_dict(orient="records"))
-    if isinstance(obj, pd.Series):
-        return _json_safe(obj.to_dict())
-    if isinstance(obj, (Path, _dt.date, _dt.datetime, pd.Timestamp)):
-        return str(obj)
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
-    return str(obj)
-
-
 #: How :meth:`VLSMResult.save` spells a non-finite float in ``vlsm.json`` (JSON has no
 #: NaN or Infinity): the strings ``"inf"``, ``"-inf"`` and ``"nan"``, read back by
 #: :meth:`VLSMResult.load`. An observed maximum statistic is +inf under perfect separation.
@@ -877,8 +840,7 @@ def _write_nifti(img, path):
 
 
 def _write_json(path, obj):
-    Path(path).write_text(json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n",
-                          encoding="utf-8")
+    Path(path).write_text(json_text(obj), encoding="utf-8")
 
 
 def _write_null(null, path):
