@@ -96,6 +96,8 @@ def read_mask(img, threshold=None):
     if not isinstance(img, nib.spatialimages.SpatialImage):
         try:
             img = nib.load(str(img))
+        except MemoryError:  # not a property of the mask: who is in a cohort must not depend on free RAM
+            raise
         except Exception as exc:  # nibabel raises many types for corrupt files
             raise MaskProblem(f"unreadable image ({type(exc).__name__}: {exc})") from exc
     shape = img.shape
@@ -105,6 +107,8 @@ def read_mask(img, threshold=None):
         raise MaskProblem(f"image is {len(img.shape)}D with shape {img.shape}; a 3D mask is needed")
     try:
         data = np.asarray(img.dataobj).reshape(shape)
+    except MemoryError:
+        raise
     except Exception as exc:
         raise MaskProblem(f"unreadable image data ({type(exc).__name__}: {exc})") from exc
     if data.dtype.kind == "f":

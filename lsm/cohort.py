@@ -231,7 +231,7 @@ def _load_one(subject, source, threshold, affine, shape):
     try:
         mapping = _mapping_for(src_affine, mask.shape, affine, shape)
         n_outside = count_outside(lesioned, src_affine, mask.shape, affine, shape)
-    except (ValueError, np.linalg.LinAlgError, MemoryError) as exc:
+    except (ValueError, np.linalg.LinAlgError) as exc:  # MemoryError propagates: not a drop reason
         return subject, None, native_ml, f"cannot be resampled to the common grid ({type(exc).__name__}: {exc})", None
     indices = regrid_indices(lesioned, mapping, mask.size)
     if indices.size == 0:
@@ -351,6 +351,8 @@ def load_cohort(
             try:
                 affine, shape = _grid_of(sources[subject])
                 break
+            except MemoryError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any unreadable header: try the next
                 logger.info("Not using %s's mask as the common grid: %s", subject, exc)
         if affine is None:
