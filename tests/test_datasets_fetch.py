@@ -135,6 +135,16 @@ def test_hash_mismatch_names_file_and_leaves_cache_clean(http_root, toy_manifest
     assert issubclass(HashMismatchError, OSError)
 
 
+def test_failed_download_mentioning_hash_is_not_a_hash_mismatch(toy_manifest, tmp_path):
+    # a mirror URL that cannot be parsed (port out of range) whose path happens to say "hash":
+    # a download error naming the file, not a claim that the file's sha256 differs
+    url = "http://127.0.0.1:99999/hashed-mirror"
+    with pytest.raises(DataFetchError, match=r"Could not download 'a.txt'.*hashed-mirror") as info:
+        fetch_dataset("toy", data_dir=tmp_path / "cache", url=url, n_jobs=1)
+    assert not isinstance(info.value, HashMismatchError)
+    assert not (tmp_path / "cache" / "toy" / "a.txt").exists()
+
+
 def test_corrupted_cached_file_detected_with_verify(toy_manifest, tmp_path):
     root = tmp_path / "cache" / "toy"
     for key, data in toy_manifest.items():
