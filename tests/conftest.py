@@ -56,16 +56,12 @@ def soop_cohort(shared_data_dir):
     """The 1,265-subject SOOP cohort at 1 mm, loaded once per test session (~20 s)."""
     import warnings
 
-    import lsm
+    # no fallback to lsm.load_cohort: a broken lsm.datasets must fail the tests that use it
+    from lsm.datasets import load_soop
     from lsm.exceptions import DroppedSubjectsWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DroppedSubjectsWarning)
-        try:
-            from lsm.datasets import load_soop
-        except ImportError:
-            soop = shared_data_dir / "soop"
-            return lsm.load_cohort(soop / "lesions", soop / "participants.tsv", n_jobs=2)
         return load_soop(data_dir=shared_data_dir, n_jobs=2)
 
 
