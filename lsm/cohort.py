@@ -22,7 +22,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._images import (
-    MaskProblem, check_affine, count_outside, grid_mapping, mni_grid, read_mask, regrid_indices, same_grid
+    MaskProblem,
+    check_affine,
+    count_outside,
+    grid_mapping,
+    mni_grid,
+    read_mask,
+    regrid_indices,
+    same_grid,
 )
 from ._utils import check_option
 from .dictionary import _as_text, load_dictionary

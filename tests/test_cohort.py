@@ -60,7 +60,8 @@ def _load(*args, **kwargs):
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [(1000, "sub-1000"), ("1000", "sub-1000"), (1000.0, "sub-1000"), ("sub-1000", "sub-1000"), ("Subject_001", "sub-Subject001")],
+    [(1000, "sub-1000"), ("1000", "sub-1000"), (1000.0, "sub-1000"), ("sub-1000", "sub-1000"),
+     ("Subject_001", "sub-Subject001")],
 )
 def test_normalize_id(raw, expected):
     assert normalize_id(raw) == expected

@@ -4,11 +4,8 @@ No test touches the internet: downloads come from an http.server thread on 127.0
 serving a temporary copy of a few files.
 """
 
-import functools
 import hashlib
-import http.server
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,33 +13,6 @@ import pytest
 from lsm.datasets import _fetch
 from lsm.datasets._fetch import dataset_files, fetch_dataset, file_sha256, get_data_dir
 from lsm.exceptions import DataFetchError, HashMismatchError
-
-
-@pytest.fixture
-def http_root(tmp_path):
-    """Serve ``tmp_path / 'www'`` on 127.0.0.1; yield (folder, base URL, request log)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    requests = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):  # keep test output clean
-            pass
-
-        def do_GET(self):
-            requests.append(self.path)
-            return super().do_GET()
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _sha(data):
