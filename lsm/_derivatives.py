@@ -26,7 +26,7 @@ __all__ = [
 
 
 def dataset_description(name, **extra):
-    """A BIDS ``dataset_description.json`` dict for an lsm derivative folder."""
+    """Build a BIDS ``dataset_description.json`` dict for an lsm derivative folder."""
     from . import __version__
 
     desc = {

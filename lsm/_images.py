@@ -64,7 +64,7 @@ def grid_mapping(src_affine, src_shape, dst_affine, dst_shape):
 
 
 def count_outside(mask_indices, src_affine, src_shape, dst_affine, dst_shape):
-    """Number of source voxels (flat indices) whose centre lies outside the destination grid.
+    """Count the source voxels (flat indices) whose centre lies outside the destination grid.
 
     A voxel is inside when its centre is within half a voxel of the destination's outer
     voxel centres, i.e. its nearest destination voxel exists.
@@ -136,7 +136,7 @@ def read_mask(img, threshold=None):
 
 
 def check_affine(affine):
-    """The affine as a float array, or MaskProblem if it cannot place voxels in space."""
+    """Return the affine as a float array; raise MaskProblem if it cannot place voxels in space."""
     if affine is None:
         raise MaskProblem("the header has no affine (voxel-to-world transform)")
     affine = np.asarray(affine, dtype=np.float64)

@@ -60,7 +60,7 @@ class DemoRun:
     recovery: dict
 
     def summary(self):
-        """A few lines for the terminal: cohort, analysis, recovery, files."""
+        """Summarise the demo in a few lines for the terminal: cohort, analysis, recovery, files."""
         rec = self.recovery
         pr = self.result.params
         lines = [

@@ -202,7 +202,7 @@ class DataDictionary(Mapping):
 
 
 def _missing_codes(entry):
-    """An entry's missing codes; BIDS ``n/a`` (also written ``N/A``) and an empty cell are always missing."""
+    """Return an entry's missing codes; BIDS ``n/a`` (also written ``N/A``) and an empty cell are always missing."""
     return {str(v) for v in entry.get("MissingValues", DEFAULT_MISSING)} | {"", "n/a", "N/A"}
 
 
