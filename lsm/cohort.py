@@ -317,7 +317,7 @@ def load_cohort(
         are lesioned (for probabilistic or 0/255 masks).
     on_invalid : {"drop", "raise"}
         What to do with an invalid mask (unreadable, not 3D, NaN, non-binary, empty):
-        list it in ``dropped`` (with a warning) or raise :class:`LesionImageError`.
+        list it in ``dropped`` (with a warning) or raise :class:`~lsm.exceptions.LesionImageError`.
     space : {"MNI", "native"}
         ``"native"`` marks masks in each subject's own space (e.g. ISLES'24 CT); voxel-wise
         analyses refuse such a cohort.
@@ -634,7 +634,7 @@ class Cohort:
         column : str or list of str, optional
             Keep subjects whose value is non-missing in every named column.
         subjects : list of str, optional
-            Keep only these subjects (IDs normalised as in :func:`normalize_id`).
+            Keep only these subjects (IDs normalised as in :func:`~lsm.cohort.normalize_id`).
 
         Returns
         -------

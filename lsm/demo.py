@@ -6,7 +6,7 @@
    ``score`` is higher when one spherical region is lesioned;
 2. :func:`lsm.vlsm` runs a voxel-wise t-test with 1,000 permutations and max-statistic
    FWE correction;
-3. the output folder receives the maps with their JSON sidecars (:meth:`VLSMResult.save`),
+3. the output folder receives the maps with their JSON sidecars (:meth:`lsm.VLSMResult.save`),
    the cluster table, the lesion overlap map, the planted region, the phenotype table and a
    self-contained ``report.html``;
 4. a short summary says whether the planted region was recovered.
@@ -26,7 +26,7 @@ __all__ = ["run_demo", "DemoRun", "recovery"]
 
 logger = logging.getLogger("lsm")
 
-#: Files written by :func:`run_demo` besides those of :meth:`VLSMResult.save`.
+#: Files written by :func:`run_demo` besides those of :meth:`lsm.VLSMResult.save`.
 OVERLAP_FILE = "desc-count_overlap.nii.gz"
 PLANTED_FILE = "desc-planted_mask.nii.gz"
 PARTICIPANTS_FILE = "participants.tsv"

@@ -316,7 +316,7 @@ def make_report(result, path, cohort=None, overlap_img=None, *, title=None, over
     overwrite : bool
         Replace an existing file; otherwise :class:`~lsm.exceptions.OutputExistsError`.
     atlas, data_dir
-        Passed to :meth:`VLSMResult.clusters` for the territory labels.
+        Passed to :meth:`lsm.VLSMResult.clusters` for the territory labels.
     dpi : int
         Resolution of the embedded figures.
     max_rows : int
