@@ -73,7 +73,7 @@ def json_text(obj):
 
 
 def dataset_description(name, **extra):
-    """A BIDS ``dataset_description.json`` dict for an lsm derivative folder."""
+    """Build a BIDS ``dataset_description.json`` dict for an lsm derivative folder."""
     from . import __version__
 
     desc = {

@@ -83,7 +83,7 @@ def grid_mapping(src_affine, src_shape, dst_affine, dst_shape):
 
 
 def count_outside(mask_indices, src_affine, src_shape, dst_affine, dst_shape):
-    """Number of source voxels (flat indices) whose centre lies outside the destination grid.
+    """Count the source voxels (flat indices) whose centre lies outside the destination grid.
 
     A voxel is inside when its nearest destination voxel exists (:func:`voxel_of`).
     """
@@ -112,6 +112,8 @@ def read_mask(img, threshold=None):
     if not isinstance(img, nib.spatialimages.SpatialImage):
         try:
             img = nib.load(str(img))
+        except MemoryError:  # not a property of the mask: who is in a cohort must not depend on free RAM
+            raise
         except Exception as exc:  # nibabel raises many types for corrupt files
             raise MaskProblem(f"unreadable image ({type(exc).__name__}: {exc})") from exc
     shape = img.shape
@@ -121,6 +123,8 @@ def read_mask(img, threshold=None):
         raise MaskProblem(f"image is {len(img.shape)}D with shape {img.shape}; a 3D mask is needed")
     try:
         data = np.asarray(img.dataobj).reshape(shape)
+    except MemoryError:
+        raise
     except Exception as exc:
         raise MaskProblem(f"unreadable image data ({type(exc).__name__}: {exc})") from exc
     if data.dtype.kind == "f":
@@ -148,7 +152,7 @@ def read_mask(img, threshold=None):
 
 
 def check_affine(affine):
-    """The affine as a float array, or MaskProblem if it cannot place voxels in space."""
+    """Return the affine as a float array; raise MaskProblem if it cannot place voxels in space."""
     if affine is None:
         raise MaskProblem("the header has no affine (voxel-to-world transform)")
     affine = np.asarray(affine, dtype=np.float64)

@@ -661,10 +661,7 @@ _CORRELATION_DESCRIPTIONS = {
 
 
 def _cmd_correlate(args):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend and figures stay as they are
 
     from ._derivatives import write_tsv
     from ._utils import atomic_output_dir
@@ -686,9 +683,9 @@ def _cmd_correlate(args):
             Summary=str(corr.summary()),
         )
         excluded = corr.excluded.to_dict("records")  # missing score or covariate
-        ax = corr.plot()
-        ax.figure.savefig(tmp / "volumescore_scatter.png", dpi=100, bbox_inches="tight")
-        plt.close(ax.figure)
+        fig = Figure(figsize=(5, 4))
+        corr.plot(ax=fig.add_subplot())
+        fig.savefig(tmp / "volumescore_scatter.png", dpi=100, bbox_inches="tight")
         _say(args, str(corr.summary()))
         if args.territory_level is not None:
             terr = territory_lsm(

@@ -22,7 +22,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._images import (
-    MaskProblem, check_affine, count_outside, grid_mapping, mni_grid, read_mask, regrid_indices, same_grid
+    MaskProblem,
+    check_affine,
+    count_outside,
+    grid_mapping,
+    mni_grid,
+    read_mask,
+    regrid_indices,
+    same_grid,
 )
 from ._utils import check_option
 from .dictionary import _as_text, load_dictionary
@@ -65,7 +72,7 @@ def normalize_id(value):
 
 
 def subject_from_filename(path):
-    """The ``sub-<label>`` entity found anywhere in a file name.
+    """Find the ``sub-<label>`` entity anywhere in a file name.
 
     ``bwsrsub-1000_lesion.nii.gz`` -> ``sub-1000``;
     ``sub-stroke0001_ses-02_lesion-msk.nii.gz`` -> ``sub-stroke0001``.
@@ -231,11 +238,12 @@ def _load_one(subject, source, threshold, affine, shape):
     try:
         mapping = _mapping_for(src_affine, mask.shape, affine, shape)
         n_outside = count_outside(lesioned, src_affine, mask.shape, affine, shape)
-    except (ValueError, np.linalg.LinAlgError, MemoryError) as exc:
+    except (ValueError, np.linalg.LinAlgError) as exc:  # MemoryError propagates: not a drop reason
         return subject, None, native_ml, f"cannot be resampled to the common grid ({type(exc).__name__}: {exc})", None
     indices = regrid_indices(lesioned, mapping, mask.size)
     if indices.size == 0:
-        return subject, None, native_ml, "no lesioned voxel left on the common grid (mask outside the target field of view?)", None
+        problem = "no lesioned voxel left on the common grid (mask outside the target field of view?)"
+        return subject, None, native_ml, problem, None
     note = None
     if n_outside:
         note = (f"{subject}: {n_outside} of {lesioned.size} lesioned voxels "
@@ -309,7 +317,7 @@ def load_cohort(
         are lesioned (for probabilistic or 0/255 masks).
     on_invalid : {"drop", "raise"}
         What to do with an invalid mask (unreadable, not 3D, NaN, non-binary, empty):
-        list it in ``dropped`` (with a warning) or raise :class:`LesionImageError`.
+        list it in ``dropped`` (with a warning) or raise :class:`~lsm.exceptions.LesionImageError`.
     space : {"MNI", "native"}
         ``"native"`` marks masks in each subject's own space (e.g. ISLES'24 CT); voxel-wise
         analyses refuse such a cohort.
@@ -351,6 +359,8 @@ def load_cohort(
             try:
                 affine, shape = _grid_of(sources[subject])
                 break
+            except MemoryError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any unreadable header: try the next
                 logger.info("Not using %s's mask as the common grid: %s", subject, exc)
         if affine is None:
@@ -496,7 +506,9 @@ class Cohort:
         native = native_volumes_ml or {}
         self._native_volumes = {s: native.get(s, self._indices[s].size * vox_ml) for s in subjects}
         self.space = space
-        self.coerced = coerced if coerced is not None else pd.DataFrame(columns=["subject", "column", "value", "action"])
+        if coerced is None:
+            coerced = pd.DataFrame(columns=["subject", "column", "value", "action"])
+        self.coerced = coerced
         self.notes = list(notes or [])
         self.metadata = dict(metadata or {})
 
@@ -526,6 +538,7 @@ class Cohort:
 
     @property
     def n_voxels(self):
+        """Number of voxels of the grid (the product of ``shape``)."""
         return int(np.prod(self.shape))
 
     @property
@@ -560,7 +573,7 @@ class Cohort:
         return mask.reshape(self.shape)
 
     def lesion_img(self, subject):
-        """The subject's lesion as a uint8 Nifti1Image on the cohort grid."""
+        """Return the subject's lesion as a uint8 Nifti1Image on the cohort grid."""
         import nibabel as nib
 
         return nib.Nifti1Image(self.lesion_mask(subject).astype(np.uint8), self.affine)
@@ -571,7 +584,7 @@ class Cohort:
         return _LesionImages(self)
 
     def grid_img(self, dtype=np.uint8):
-        """An all-zero image of the cohort grid, e.g. as ``target_img`` for resampling."""
+        """Return an all-zero image of the cohort grid, e.g. as ``target_img`` for resampling."""
         import nibabel as nib
 
         return nib.Nifti1Image(np.zeros(self.shape, dtype=dtype), self.affine)
@@ -597,7 +610,8 @@ class Cohort:
     def _subset(self, subjects, extra_dropped=()):
         dropped = self.dropped
         if extra_dropped:
-            dropped = pd.concat([dropped, pd.DataFrame(list(extra_dropped), columns=DROPPED_COLUMNS)], ignore_index=True)
+            extra = pd.DataFrame(list(extra_dropped), columns=DROPPED_COLUMNS)
+            dropped = pd.concat([dropped, extra], ignore_index=True)
         return Cohort(
             {s: self._indices[s] for s in subjects},
             self.phenotype.loc[subjects],
@@ -620,7 +634,7 @@ class Cohort:
         column : str or list of str, optional
             Keep subjects whose value is non-missing in every named column.
         subjects : list of str, optional
-            Keep only these subjects (IDs normalised as in :func:`normalize_id`).
+            Keep only these subjects (IDs normalised as in :func:`~lsm.cohort.normalize_id`).
 
         Returns
         -------
@@ -650,7 +664,7 @@ class Cohort:
         return self._subset(keep, extra)
 
     def resample(self, target):
-        """The cohort on another grid (nearest neighbour, exact on a shared lattice).
+        """Resample the cohort onto another grid (nearest neighbour, exact on a shared lattice).
 
         Parameters
         ----------
@@ -693,7 +707,7 @@ class Cohort:
 
     # ---------------------------------------------------------------- summaries
     def describe(self):
-        """A text summary: subjects, grid, lesion volumes, phenotype columns, exclusions."""
+        """Summarise the cohort in text: subjects, grid, lesion volumes, phenotype columns, exclusions."""
         vol = self.lesion_volumes
         lines = [
             f"Cohort of {len(self)} subjects ({self.space} space)",

@@ -174,7 +174,7 @@ def _df_table(df, max_rows, what):
 
 
 def _analysed_overlap(result, cohort, overlap_img):
-    """The overlap image and a caption: given image > cohort (analysed subjects) > result."""
+    """Choose the overlap image and a caption: given image > cohort (analysed subjects) > result."""
     from .plotting import overlap_image
 
     if overlap_img is not None:
@@ -194,7 +194,7 @@ def _section(anchor, title, body):
 
 def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="arterial",
                 data_dir=None, dpi=90, max_rows=50, dropped=None):
-    """The HTML text of the report (see :func:`make_report`)."""
+    """Render the HTML text of the report (see :func:`make_report`)."""
     from . import __version__, plotting
 
     pr, pv = result.params, result.provenance
@@ -316,7 +316,7 @@ def make_report(result, path, cohort=None, overlap_img=None, *, title=None, over
     overwrite : bool
         Replace an existing file; otherwise :class:`~lsm.exceptions.OutputExistsError`.
     atlas, data_dir
-        Passed to :meth:`VLSMResult.clusters` for the territory labels.
+        Passed to :meth:`lsm.VLSMResult.clusters` for the territory labels.
     dpi : int
         Resolution of the embedded figures.
     max_rows : int

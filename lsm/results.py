@@ -863,11 +863,12 @@ def _read_null(path, dtype):
 def _dataset_description(provenance):
     from . import __version__
 
+    made_by = provenance.get("lsm_version") or (provenance.get("versions") or {}).get("lsm")
     return {
         "Name": "lsm voxel-based lesion-symptom mapping",
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "lsm", "Version": provenance.get("lsm", __version__)}],
+        "GeneratedBy": [{"Name": "lsm", "Version": made_by or __version__}],
     }
 
 

@@ -90,7 +90,8 @@ _DOCS = {
 
 
 def _fill_doc(func):
-    func.__doc__ = func.__doc__ % _DOCS
+    if func.__doc__:  # None under python -OO
+        func.__doc__ = func.__doc__ % _DOCS
     return func
 
 

@@ -626,3 +626,25 @@ def test_repeated_python_warning_is_shown_once(capsys):
         log.propagate = state[1]
     assert capsys.readouterr().err.splitlines() == ["lsm: warning: loads are approximate",
                                                      "lsm: warning: another one"]
+
+
+def test_correlate_leaves_the_callers_matplotlib_backend_alone(study, tmp_path):
+    """Called in-process (a notebook, a script), the command must not switch the backend."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from lsm.cli import main
+
+    root = study["root"]
+    before = matplotlib.get_backend()
+    try:
+        matplotlib.use("svg")
+        figures = plt.get_fignums()
+        status = main(["-q", "correlate", "-l", str(root / "lesions"), "-p", str(root / "participants.tsv"),
+                       "--score", "score", "--n-boot", "0", "-o", str(tmp_path / "corr")])
+        assert status == 0
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == figures  # no figure left open in the caller's pyplot
+    finally:
+        matplotlib.use(before)
+    assert (tmp_path / "corr" / "volumescore_scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

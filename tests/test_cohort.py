@@ -60,7 +60,8 @@ def _load(*args, **kwargs):
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [(1000, "sub-1000"), ("1000", "sub-1000"), (1000.0, "sub-1000"), ("sub-1000", "sub-1000"), ("Subject_001", "sub-Subject001")],
+    [(1000, "sub-1000"), ("1000", "sub-1000"), (1000.0, "sub-1000"), ("sub-1000", "sub-1000"),
+     ("Subject_001", "sub-Subject001")],
 )
 def test_normalize_id(raw, expected):
     assert normalize_id(raw) == expected
@@ -475,3 +476,40 @@ def test_atomic_outputs_respect_umask(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "r.html").stat().st_mode) == 0o644
+
+
+class _NoMemoryImage(nib.Nifti1Image):
+    """A mask whose voxel data cannot be read: the machine has run out of memory."""
+
+    @property
+    def dataobj(self):
+        raise MemoryError("Unable to allocate 2.1 GiB")
+
+
+@pytest.mark.parametrize("where", ["open", "read", "resample"])
+def test_out_of_memory_is_raised_not_a_dropped_subject(tree, monkeypatch, where):
+    """Who is in a cohort must not depend on free RAM: MemoryError is never a drop reason."""
+    files = {f"sub-{n}": tree / "lesions" / f"bwsrsub-{n}_lesion.nii.gz" for n in (1, 2, 3)}
+    lesions = dict(files)
+    if where == "open":
+        real_load = nib.load
+
+        def load(path, *args, **kwargs):
+            if "sub-3" in str(path):
+                raise MemoryError("Unable to allocate 2.1 GiB")
+            return real_load(path, *args, **kwargs)
+
+        monkeypatch.setattr(nib, "load", load)
+    elif where == "read":
+        lesions["sub-3"] = _NoMemoryImage(_mask(3), AFFINE)
+    else:
+        import lsm.cohort
+
+        def no_memory(*args, **kwargs):
+            raise MemoryError("Unable to allocate 2.1 GiB")
+
+        monkeypatch.setattr(lsm.cohort, "grid_mapping", no_memory)
+        monkeypatch.setattr(lsm.cohort, "_MAPPING_CACHE", {})
+        lesions["sub-3"] = _write(tree / "sub-3_1mm.nii.gz", _mask(3, (20, 24, 18)), np.diag([1.0, 1, 1, 1]))
+    with pytest.raises(MemoryError):
+        _load(lesions, tree / "participants.tsv", target_img=nib.load(files["sub-1"]))

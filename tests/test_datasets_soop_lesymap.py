@@ -36,7 +36,8 @@ def test_load_soop_join_counts(shared_data_dir, soop_cohort):
     assert set(soop_cohort.subjects) == both
     joined = table[table["participant_id"].isin(both)]
     assert soop_cohort.phenotype["nihss"].notna().sum() == (joined["nihss"] != "n/a").sum() == 944
-    assert soop_cohort.phenotype["gs_rankin_6isdeath"].notna().sum() == (joined["gs_rankin_6isdeath"] != "n/a").sum() == 618
+    n_rankin = soop_cohort.phenotype["gs_rankin_6isdeath"].notna().sum()
+    assert n_rankin == (joined["gs_rankin_6isdeath"] != "n/a").sum() == 618
     dropped = soop_cohort.dropped
     no_row = dropped[dropped["reason"] == "lesion mask without a phenotype row"]
     no_mask = dropped[dropped["reason"] == "phenotype row without a lesion mask"]

@@ -271,7 +271,8 @@ def test_isles24_native(isles_tree):
     dropped = dict(zip(cohort.dropped["subject"], cohort.dropped["reason"]))
     assert set(dropped) == {"sub-stroke0003", "sub-stroke0004"}
     assert "without a phenotype row" in dropped["sub-stroke0003"]
-    assert cohort.metadata["lesion_files"]["sub-stroke0002"].endswith("sub-stroke0002_ses-02_space-ncct_lesion-msk.nii.gz")
+    lesion_file = cohort.metadata["lesion_files"]["sub-stroke0002"]
+    assert lesion_file.endswith("sub-stroke0002_ses-02_space-ncct_lesion-msk.nii.gz")
     # Every mask fits on the storage grid, whatever its scanner coordinates: nothing is cut
     # off, and the first subject (whose voxel axes the grid uses) keeps every voxel.
     assert all(cohort.lesion_indices(s).size > 0 for s in cohort.subjects)

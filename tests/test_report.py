@@ -10,12 +10,13 @@ from html.parser import HTMLParser
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-from result_factory import synthetic_cohort, synthetic_result
 
 import lsm.report as report_mod
 from lsm.exceptions import OutputExistsError
 from lsm.report import make_report
 from lsm.results import _AtlasLookup
+
+from result_factory import synthetic_cohort, synthetic_result
 
 _VOID = {"img", "meta", "br", "hr", "input", "link", "col", "wbr", "source", "area", "base"}
 _SECTIONS = ["summary", "cohort", "overlap", "maps", "null", "clusters", "parameters",

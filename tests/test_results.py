@@ -648,3 +648,29 @@ def test_clusters_property_against_scipy_label(seed, connectivity, density):
     assert sorted(got) == sorted(expected)
     assert table["n_voxels"].sum() == sig_vol.sum()
     assert list(table["n_voxels"]) == sorted(table["n_voxels"], reverse=True)
+
+
+@pytest.mark.parametrize("provenance", [
+    {"versions": {"lsm": "0.0.1.dev7", "numpy": "1.0"}},  # as lsm.vlsm records it
+    {"lsm_version": "0.0.1.dev7", "versions": {"numpy": "1.0"}},  # the result contract's key
+])
+def test_dataset_description_records_the_version_that_made_the_result(tmp_path, provenance):
+    import lsm
+
+    assert lsm.__version__ != "0.0.1.dev7"
+    res = make_result(provenance=provenance)
+    out = res.save(tmp_path / "res", atlas=None)
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["GeneratedBy"][0]["Version"] == "0.0.1.dev7"
+    # a result loaded and saved again by this version still names the version that made it
+    again = VLSMResult.load(out).save(tmp_path / "again", atlas=None)
+    desc = json.loads((again / "dataset_description.json").read_text())
+    assert desc["GeneratedBy"][0]["Version"] == "0.0.1.dev7"
+
+
+def test_dataset_description_without_a_recorded_version_names_the_running_one(tmp_path):
+    import lsm
+
+    out = make_result(provenance={}).save(tmp_path / "res", atlas=None)
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["GeneratedBy"][0]["Version"] == lsm.__version__

@@ -91,7 +91,7 @@ def fetch_soop(data_dir=None, url=None, verify=False, n_jobs=8):
 
 
 def load_soop(data_dir=None, url=None, **kwargs):
-    """The SOOP cohort: 1,449 lesion masks joined with ``participants.tsv``.
+    """Load the SOOP cohort: 1,449 lesion masks joined with ``participants.tsv``.
 
     Parameters
     ----------
