@@ -10,7 +10,7 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.miscmodels.ordinal_model import OrderedModel
 
-from lsm import clinical
+from lsm.clinical import territory_level
 from lsm._utils import check_random_state
 from lsm.clinical import outcome_model, territory_lsm, volume_score_correlation
 from lsm.exceptions import AnalysisError, DroppedSubjectsWarning, PhenotypeError
@@ -510,7 +510,7 @@ def test_regression_fwe_equals_brute_force(covariates, alternative):
     Z = f[["age", "lesion_volume"]].to_numpy(float) if covariates else np.empty((len(y), 0))
     B = 60
     perms = draw_permutations(B, len(y), check_random_state(0))
-    res = clinical._territory_lsm_arrays(
+    res = territory_level._territory_lsm_arrays(
         y, X, Z, method="regression", n_permutations=B, rng=None, alternative=alternative,
         n_jobs=1, permutations=perms,
     )
@@ -530,7 +530,7 @@ def test_spearman_fwe_equals_brute_force_on_ranks():
     y, X, f = _data()
     B = 60
     perms = draw_permutations(B, len(y), check_random_state(1))
-    res = clinical._territory_lsm_arrays(
+    res = territory_level._territory_lsm_arrays(
         y, X, np.empty((len(y), 0)), method="spearman", n_permutations=B, rng=None,
         alternative="two-sided", n_jobs=1, permutations=perms,
     )
@@ -544,7 +544,7 @@ def test_spearman_fwe_equals_brute_force_on_ranks():
     np.testing.assert_array_equal(res["p_fwe"], p_fwe)
     # with covariates: Freedman-Lane on ranks of every variable
     Z = f[["age", "lesion_volume"]].to_numpy(float)
-    res = clinical._territory_lsm_arrays(
+    res = territory_level._territory_lsm_arrays(
         y, X, Z, method="spearman", n_permutations=B, rng=None, alternative="two-sided",
         n_jobs=1, permutations=perms,
     )
@@ -573,7 +573,7 @@ def test_ordinal_statistic_is_proportional_odds_score():
     codes = f["mrs"].to_numpy()
     Z = f[["age"]].to_numpy(float)
     psr, null = _psr_reference(codes, Z)
-    np.testing.assert_allclose(clinical._ordinal_residuals(codes, Z, 7), psr, atol=1e-6)
+    np.testing.assert_allclose(territory_level._ordinal_residuals(codes, Z, 7), psr, atol=1e-6)
     K = 7
     y = pd.Categorical.from_codes(codes, categories=list(range(K)), ordered=True)
     for j in range(X.shape[1]):
@@ -587,7 +587,7 @@ def test_ordinal_without_covariates_is_rank_test():
     """Without nuisance the PO score statistic is the correlation with the mid-ranks."""
     _, X, f = _data(n=50, seed=5)
     codes = f["mrs"].to_numpy()
-    res = clinical._territory_lsm_arrays(
+    res = territory_level._territory_lsm_arrays(
         codes.astype(float), X, np.empty((50, 0)), method="ordinal", n_permutations=20,
         rng=check_random_state(0), alternative="two-sided", n_jobs=1, ordinal_codes=codes,
     )
@@ -601,7 +601,7 @@ def test_ordinal_fwe_equals_brute_force():
     Z = f[["age", "lesion_volume"]].to_numpy(float)
     B = 40
     perms = draw_permutations(B, 40, check_random_state(2))
-    res = clinical._territory_lsm_arrays(
+    res = territory_level._territory_lsm_arrays(
         codes.astype(float), X, Z, method="ordinal", n_permutations=B, rng=None,
         alternative="two-sided", n_jobs=1, ordinal_codes=codes, permutations=perms,
     )
@@ -684,7 +684,7 @@ def test_territory_lsm_fwe_calibrated_under_null(method, reps):
         latent = z + rng.logistic(size=n)
         codes = np.digitize(latent, np.quantile(latent, [0.2, 0.4, 0.6, 0.8]))
         y = codes.astype(float) if method == "ordinal" else latent
-        res = clinical._territory_lsm_arrays(
+        res = territory_level._territory_lsm_arrays(
             y, X, z[:, None], method=method, n_permutations=99, rng=rng,
             alternative="two-sided", n_jobs=1, ordinal_codes=codes,
         )

@@ -1,0 +1,551 @@
+"""Territory-level lesion-symptom mapping (:func:`territory_lsm`)."""
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .._utils import check_option, check_random_state
+from ..exceptions import AnalysisError, LSMWarning
+from ..stats._correction import alternative_transform, permutation_pvalues, permutation_threshold, tie_lowered
+from ..stats._parallel import parallel_map
+from ..stats._permutation import draw_permutations
+from ._common import (
+    LOG_VOLUME,
+    VOLUME,
+    _as_list,
+    _check_collinear,
+    _complete_cases,
+    _is_cohort,
+    _ordinal_codes,
+    _orthonormal_nuisance,
+    _resid,
+    _ResultMixin,
+    _source_frame,
+    _to_numeric,
+    _versions,
+    _volume,
+    _warn_excluded,
+)
+
+__all__ = ["territory_lsm", "TerritoryLSMResult"]
+
+logger = logging.getLogger("lsm")
+
+_TLSM_METHODS = ("spearman", "regression", "ordinal")
+_ALTERNATIVES = ("two-sided", "greater", "less")
+_CORRECTIONS = ("fwe", "fdr", "none")
+# Permutations are processed in chunks of this fixed size whatever n_jobs is, so every
+# chunk does the same floating-point work and the results do not depend on n_jobs.
+_PERM_CHUNK = 256
+
+@dataclass(frozen=True, repr=False)
+class TerritoryLSMResult(_ResultMixin):
+    """Territory-level lesion-symptom mapping.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per territory (index: abbreviation) with ``n_lesioned`` (subjects with a
+        load > 0), ``mean_load``, ``tested``, ``r`` (partial correlation or ordinal score
+        correlation), ``t`` (regression and Spearman), ``p_parametric`` (t test),
+        ``p_uncorrected`` (permutation), ``p_fwe`` (max-statistic), ``p_fdr``
+        (Benjamini–Hochberg on the permutation p-values), ``p_corrected`` (the one
+        chosen by ``correction``) and ``significant`` (p_corrected <= alpha).
+    score, method, level, measure, alternative, correction : str
+    alpha : float
+    covariates : list of str
+        Nuisance columns (lesion volume included when requested).
+    n : int
+    n_permutations : int
+    null_max : ndarray of shape (n_permutations,)
+        Maximum statistic over territories in each permutation.
+    r_critical : float
+        FWE threshold from ``null_max``: a territory whose |r| (r for "greater", -r for
+        "less") is above it has p_fwe <= alpha (inf when no territory can reach alpha
+        with this many permutations).
+    excluded : DataFrame
+    info : dict
+    """
+
+    table: pd.DataFrame
+    score: str
+    method: str
+    level: object
+    measure: str
+    covariates: list
+    n: int
+    n_permutations: int
+    alternative: str
+    correction: str
+    alpha: float
+    null_max: np.ndarray
+    r_critical: float
+    excluded: pd.DataFrame
+    info: dict = field(default_factory=dict)
+
+    _title = "Territory-level lesion-symptom mapping"
+
+    @property
+    def significant(self):
+        """Abbreviations of the territories significant after ``correction``."""
+        return list(self.table.index[self.table["significant"].to_numpy(bool)])
+
+    def summary(self):
+        cols = ["n_lesioned", "r", "t", "p_uncorrected", "p_fwe", "p_fdr", "significant"]
+        where = f"level-{self.level} territory {self.measure}" if self.level else "territory loads"
+        lines = [
+            f"{self._title}: {self.score!r} ~ {where} (method={self.method!r}, n = {self.n})",
+            f"  nuisance: {', '.join(self.covariates) if self.covariates else 'none'}"
+            f"{' (Freedman-Lane)' if self.covariates else ''}",
+            f"  {self.n_permutations} permutations, alternative={self.alternative!r}, "
+            f"correction={self.correction!r}, alpha={self.alpha:g}, critical r = "
+            f"{self.r_critical:.4f}",
+            self.table[cols].to_string(float_format=lambda v: f"{v:.4g}"),
+            f"  significant: {', '.join(self.significant) or 'none'}",
+            f"  excluded subjects: {len(self.excluded)}",
+        ]
+        return "\n".join(lines)
+
+    def to_dataframe(self):
+        """The per-territory table (a copy)."""
+        return self.table.copy()
+
+    def plot(self, ax=None, *, sort=False):
+        """Bar plot of the territory statistics (r), significant bars highlighted.
+
+        The dashed lines mark the FWE critical value ``r_critical``.
+        """
+        import matplotlib.pyplot as plt
+
+        tab = self.table[self.table["tested"]]
+        if sort:
+            tab = tab.sort_values("r", ascending=False)
+        if ax is None:  # constrained layout: room for the rotated labels and the y label
+            _, ax = plt.subplots(figsize=(max(4, 0.35 * len(tab) + 1), 3.5), layout="constrained")
+        colors = ["C3" if s else "0.6" for s in tab["significant"]]
+        ax.bar(np.arange(len(tab)), tab["r"], color=colors)
+        ax.set_xticks(np.arange(len(tab)), [str(i) for i in tab.index], rotation=90)
+        ax.axhline(0, color="k", lw=0.8)
+        if np.isfinite(self.r_critical):
+            if self.alternative in ("two-sided", "greater"):
+                ax.axhline(self.r_critical, color="C3", ls="--", lw=1)
+            if self.alternative in ("two-sided", "less"):
+                ax.axhline(-self.r_critical, color="C3", ls="--", lw=1)
+        ax.set_ylabel("partial r" if self.covariates else "r")
+        ax.set_title(
+            f"{self.score}: {self.method} (level {self.level}); red: {self.correction} "
+            f"p <= {self.alpha:g}",
+            fontsize=9,
+        )
+        return ax
+
+
+# --------------------------------------------------------------------------------------
+# Territory-level LSM: array-level max-statistic permutation engine
+# --------------------------------------------------------------------------------------
+
+
+def _perm_chunk(Xn, e, Q, perms, stat_obs, alternative):
+    """Null statistics for one chunk of permutations.
+
+    Xn : (n, p) territory columns residualised on Q, unit norm. e : (n,) residual vector
+    (orthogonal to Q). The Freedman–Lane permuted outcome is ``fitted + e[perm]``; its
+    partial correlation with column j is ``Xn_j' e_perm / ||R_Q e_perm||`` because Xn_j
+    is orthogonal to Q.
+
+    Returns (max statistic per permutation (c,), exceedance counts per territory (p,)).
+    """
+    # einsum without `optimize` runs numpy's own loops, not a (multi-threaded) BLAS whose
+    # last bits can depend on the thread count: worker and main process agree exactly.
+    # C order whatever the layout of `perms` (pickling to a worker makes it C-contiguous)
+    E = np.ascontiguousarray(e[np.ascontiguousarray(perms)])  # (c, n)
+    num = np.einsum("np,cn->pc", Xn, E)
+    proj = np.einsum("nq,cn->qc", Q, E)
+    den = np.sqrt(np.maximum(np.einsum("cn,cn->c", E, E) - np.einsum("qc,qc->c", proj, proj),
+                             0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = num / den
+    s = alternative_transform(r, alternative)
+    s = np.where(np.isfinite(s), s, -np.inf)
+    # null statistics tied with the observed one (last-bit differences) count as ">="
+    counts = (s >= tie_lowered(stat_obs)[:, None]).sum(1)
+    return s.max(0), counts
+
+
+def _permutation_test(X, e, Q, n_permutations, rng, *, alternative="two-sided", n_jobs=1,
+                      permutations=None, verbose=0):
+    """Max-statistic permutation test of the columns of X against a residual vector.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_subjects, n_tests)
+        Predictors, already residualised on the nuisance basis ``Q`` (columns with zero
+        norm must be removed beforehand).
+    e : ndarray of shape (n_subjects,)
+        Outcome residuals of the reduced model (orthogonal to ``Q``).
+    Q : ndarray of shape (n_subjects, q)
+        Orthonormal basis of the nuisance space (intercept and covariates).
+    n_permutations : int
+    rng : numpy.random.Generator
+        Every permutation is drawn from it up front, in the calling process.
+    alternative : {"two-sided", "greater", "less"}
+    n_jobs : int
+        Chunks of a fixed size are spread over joblib workers; results do not depend on
+        ``n_jobs``.
+    verbose : int
+        > 0 shows a progress bar.
+    permutations : ndarray of shape (n_permutations, n_subjects), optional
+        Use these permutations instead of drawing them.
+
+    Returns
+    -------
+    r : ndarray of shape (n_tests,)
+        Observed partial correlations.
+    p_uncorrected, p_fwe : ndarray of shape (n_tests,)
+        ``(1 + #{null >= observed}) / (1 + n_permutations)``; the FWE null is the maximum
+        statistic over tests in each permutation.
+    null_max : ndarray of shape (n_permutations,)
+    """
+    n = X.shape[0]
+    Xn = X / np.linalg.norm(X, axis=0)
+    den = np.sqrt(max(float(e @ e) - float(np.sum((Q.T @ e) ** 2)), 0.0))
+    r = (Xn.T @ e) / den
+    stat_obs = alternative_transform(r, alternative)
+    if permutations is None:
+        permutations = draw_permutations(n_permutations, n, rng)
+    starts = range(0, len(permutations), _PERM_CHUNK)
+    chunks = [permutations[s : s + _PERM_CHUNK] for s in starts]
+    out = parallel_map(
+        _perm_chunk,
+        [(Xn, e, Q, c, stat_obs, alternative) for c in chunks],
+        n_jobs=n_jobs,
+        verbose=verbose,
+        desc="permutations",
+    )
+    null_max = np.concatenate([o[0] for o in out]) if out else np.empty(0)
+    counts = np.sum([o[1] for o in out], axis=0) if out else np.zeros(X.shape[1])
+    B = len(permutations)
+    p_unc = (1 + counts) / (1 + B)
+    p_fwe = permutation_pvalues(stat_obs, null_max)
+    return r, p_unc, p_fwe, null_max
+
+
+def _psr(codes, cum):
+    """Probability-scale residuals P(Y < y) - P(Y > y) (Li & Shepherd 2012).
+
+    ``cum`` (n, K): fitted P(Y <= level k). For the logit proportional-odds model this is
+    also the score of the linear predictor, d log L_i / d eta_i, at the fitted null model.
+    """
+    idx = np.arange(len(codes))
+    upper = cum[idx, codes]
+    lower = np.where(codes > 0, cum[idx, np.maximum(codes - 1, 0)], 0.0)
+    return upper + lower - 1.0
+
+
+def _ordinal_residuals(codes, Z, K):
+    """PSRs of the null proportional-odds model of ``codes`` on ``Z`` (n, k)."""
+    n = len(codes)
+    if Z.shape[1] == 0:
+        # thresholds-only MLE: the fitted cumulative probabilities are the empirical ones
+        cum_levels = np.cumsum(np.bincount(codes, minlength=K)) / n
+        cum = np.broadcast_to(cum_levels, (n, K))
+    else:
+        from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+        endog = pd.Categorical.from_codes(codes, categories=list(range(K)), ordered=True)
+        res = OrderedModel(pd.Series(endog), Z, distr="logit").fit(
+            method="bfgs", maxiter=2000, disp=False
+        )
+        if not res.mle_retvals.get("converged", True):
+            warnings.warn("The null proportional-odds model did not converge.", LSMWarning,
+                          stacklevel=4)
+        cum = np.cumsum(np.asarray(res.predict()), axis=1)
+    return _psr(codes, cum)
+
+
+def _territory_lsm_arrays(y, X, Z, *, method, n_permutations, rng, alternative, n_jobs,
+                          ordinal_codes=None, permutations=None, verbose=0):
+    """Array core of :func:`territory_lsm`.
+
+    y : (n,) score; X : (n, p) territory loads (all columns testable); Z : (n, k).
+    Returns dict with r, t, p_parametric, p_uncorrected, p_fwe, null_max, df.
+    """
+    n, k = len(y), Z.shape[1]
+    if method == "spearman":
+        y = stats.rankdata(y)
+        X = stats.rankdata(X, axis=0)
+        Z = stats.rankdata(Z, axis=0) if k else Z
+    Q = _orthonormal_nuisance(Z)
+    Xr = _resid(X, Q)
+    if method == "ordinal":
+        K = int(ordinal_codes.max()) + 1
+        e = _resid(_ordinal_residuals(ordinal_codes, Z, K), Q)
+    else:
+        e = _resid(y.astype(float), Q)
+    if not np.linalg.norm(e) > 0:
+        raise AnalysisError("The score is fully explained by the covariates (zero residual).")
+    r, p_unc, p_fwe, null_max = _permutation_test(
+        Xr, e, Q, n_permutations, rng, alternative=alternative, n_jobs=n_jobs,
+        permutations=permutations, verbose=verbose,
+    )
+    df = n - Q.shape[1] - 1
+    if method == "ordinal":
+        t = np.full_like(r, np.nan)
+        p_par = np.full_like(r, np.nan)
+    else:
+        rc = np.clip(r, -1 + 1e-15, 1 - 1e-15)
+        t = rc * np.sqrt(df / (1 - rc * rc))
+        if alternative == "two-sided":
+            p_par = 2 * stats.t.sf(np.abs(t), df)
+        elif alternative == "greater":
+            p_par = stats.t.sf(t, df)
+        else:
+            p_par = stats.t.cdf(t, df)
+    return {"r": r, "t": t, "p_parametric": p_par, "p_uncorrected": p_unc, "p_fwe": p_fwe,
+            "null_max": null_max, "df": df}
+
+
+def territory_lsm(
+    cohort,
+    score,
+    *,
+    level=1,
+    measure="territory_fraction",
+    atlas=None,
+    method="spearman",
+    covariates=None,
+    lesion_volume=None,
+    n_permutations=5000,
+    correction="fwe",
+    alternative="two-sided",
+    alpha=0.05,
+    min_lesioned=5,
+    territories=None,
+    random_state=None,
+    n_jobs=1,
+    verbose=0,
+):
+    """Test each arterial territory's lesion load against a score, FWE-corrected.
+
+    For every territory the statistic is the (partial) correlation between its load and
+    the score; the family-wise error across territories is controlled with the maximum
+    statistic over territories in each permutation of the score. With nuisance variables
+    (``covariates`` and/or ``lesion_volume``) the permutation scheme is Freedman–Lane:
+    residuals of the score on the nuisance model are permuted and added back to its
+    fitted values.
+
+    Parameters
+    ----------
+    cohort : Cohort or DataFrame
+        A :class:`lsm.Cohort` (territory loads from :func:`lsm.territory_load`), or a
+        table indexed by subject holding the score, the covariates, ``"lesion_volume"``
+        (ml) when used, and the territory columns named in ``territories``.
+    score : str
+        Score column.
+    level : {1, 2}
+        Arterial atlas level (Cohort input).
+    measure : {"territory_fraction", "lesion_fraction", "ml"}
+        Territory-load measure passed to :func:`lsm.territory_load` (Cohort input).
+    atlas : optional
+        Label atlas passed to :func:`lsm.territory_load` (default: the arterial atlas).
+    method : {"spearman", "regression", "ordinal"}
+        ``"regression"``: OLS t of the load in ``score ~ 1 + nuisance + load``.
+        ``"spearman"``: the same on ranks of every variable (partial Spearman).
+        ``"ordinal"``: for an ordinal score (mRS). A proportional-odds (logit) model of the
+        score on the nuisance variables is fitted once; the statistic is the correlation
+        of each (nuisance-residualised) load with the model's probability-scale residuals
+        P(Y < y) - P(Y > y) (Li & Shepherd 2012). For the logit link these residuals are
+        the derivative of each subject's log-likelihood with respect to the linear
+        predictor, so the numerator ``sum_i load_i * residual_i`` is exactly the
+        proportional-odds score for the load's coefficient at zero: the statistic is that
+        score test, standardised by the norms of the load and the residuals (Liu et al.
+        2018 build a covariate-adjusted Spearman correlation from such residuals of both
+        variables; here the load keeps its OLS residual). Without nuisance variables
+        the residuals are a linear function of the mid-ranks of the score, so the test is
+        the exact permutation version of the Wilcoxon-type score test. With nuisance
+        variables the residuals are permuted Freedman–Lane style (exact only
+        asymptotically, as Freedman–Lane for OLS). Refitting a proportional-odds model per
+        territory and permutation instead would cost ``n_permutations * n_territories``
+        fits.
+    covariates : str or list of str, optional
+        Nuisance phenotype columns.
+    lesion_volume : {None, False, True, "linear", "log"}
+        Add lesion volume (ml, or log10 ml with ``"log"``) to the nuisance variables:
+        "which territory matters beyond size".
+    n_permutations : int
+        Number of random permutations (drawn once, up front, from ``random_state``).
+    correction : {"fwe", "fdr", "none"}
+        Which p-value decides ``significant``: max-statistic FWE, Benjamini–Hochberg on
+        the permutation p-values, or uncorrected. All three are in the table.
+    alternative : {"two-sided", "greater", "less"}
+    alpha : float
+        Significance level.
+    min_lesioned : int
+        Territories lesioned (load > 0) in fewer subjects are not tested (their rows have
+        ``tested=False``), and neither are loads collinear with the nuisance variables.
+    territories : list of str, optional
+        Territory columns; required for DataFrame input, a subset for a Cohort.
+    random_state : None, int or numpy.random.Generator
+    n_jobs : int
+        joblib workers for the permutations (and the territory loads); the result does
+        not depend on it.
+    verbose : int
+        > 0 shows a progress bar over permutation chunks.
+
+    Returns
+    -------
+    result : TerritoryLSMResult
+        ``table`` (one row per territory), ``significant``, ``null_max``, ``plot()``.
+
+    References
+    ----------
+    Freedman D, Lane D (1983). A nonstochastic interpretation of reported significance
+    levels. J Bus Econ Stat 1:292-298. Winkler AM et al. (2014). Permutation inference for
+    the general linear model. NeuroImage 92:381-397. Li C, Shepherd BE (2012). A new
+    residual for ordinal outcomes. Biometrika 99:473-480. Liu Q, Li C, Wanga V, Shepherd BE
+    (2018). Covariate-adjusted Spearman's rank correlation with probability-scale
+    residuals. Biometrics 74:595-605.
+    """
+    t0 = time.perf_counter()
+    check_option("method", method, _TLSM_METHODS)
+    check_option("correction", correction, _CORRECTIONS)
+    check_option("alternative", alternative, _ALTERNATIVES)
+    check_option("lesion_volume", lesion_volume, (None, False, True, "linear", "log"))
+    covariates = _as_list(covariates, "covariates")
+    if int(n_permutations) != n_permutations or n_permutations < 1:
+        raise ValueError(f"n_permutations must be a positive integer, got {n_permutations!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    seed = random_state if isinstance(random_state, (int, np.integer)) else None
+    rng = check_random_state(random_state)
+    use_volume = lesion_volume not in (None, False)
+    territories = _as_list(territories, "territories") if territories is not None else None
+    if isinstance(cohort, pd.DataFrame) and territories is None:
+        raise ValueError("territories must name the territory columns when data is a DataFrame")
+
+    needed = [score] + covariates + ([VOLUME] if use_volume else [])
+    frame, terr_cols = _source_frame(
+        cohort,
+        needed + (territories or []),
+        territory_level=level,
+        territory_measure=measure,
+        n_jobs=n_jobs,
+        need_territories=True,
+        atlas=atlas,
+    )
+    if territories is None:
+        territories = terr_cols
+    if not territories:
+        raise AnalysisError("No territory columns to test.")
+
+    table = pd.DataFrame(index=frame.index)
+    table[score] = _to_numeric(frame[score], score, "score") if method != "ordinal" else frame[score]
+    for c in covariates:
+        table[c] = _to_numeric(frame[c], c, "covariate")
+    nuisance = list(covariates)
+    if use_volume:
+        vname = LOG_VOLUME if lesion_volume == "log" else VOLUME
+        table[vname] = _volume(frame, lesion_volume == "log")
+        nuisance.append(vname)
+    for c in territories:
+        table[c] = _to_numeric(frame[c], c, "territory load")
+    roles = [(score, "score"), *[(c, "covariate") for c in covariates]]
+    if use_volume:
+        roles.append((nuisance[-1], "lesion volume"))
+    undefined = [c for c in territories if table[c].isna().all()]
+    roles += [(c, "territory load") for c in territories if c not in undefined]
+    table, excluded = _complete_cases(table, roles)
+    _warn_excluded(excluded, "territory analysis")
+    n = len(table)
+
+    ordinal_codes = None
+    if method == "ordinal":
+        ordinal_codes, _, _ = _ordinal_codes(table[score], score)
+        y = ordinal_codes.astype(float)
+    else:
+        y = table[score].to_numpy(float)
+        if len(np.unique(y)) < 2:
+            raise AnalysisError(f"The score {score!r} is constant among the {n} subjects.")
+    Z = table[nuisance].to_numpy(float) if nuisance else np.empty((n, 0))
+    if nuisance:
+        _check_collinear(np.column_stack([np.ones(n), Z]), ["const"] + nuisance, "covariates")
+        if method == "spearman":  # the nuisance model is fitted on ranks
+            _check_collinear(np.column_stack([np.ones(n), stats.rankdata(Z, axis=0)]),
+                             ["const"] + nuisance, "covariate ranks")
+    X_all = table[territories].fillna(0.0).to_numpy(float)  # only all-NaN columns had NaN
+    n_lesioned = (X_all > 0).sum(0)
+    if method == "spearman":
+        Q = _orthonormal_nuisance(stats.rankdata(Z, axis=0) if nuisance else Z)
+        Xt = stats.rankdata(X_all, axis=0)
+    else:
+        Q, Xt = _orthonormal_nuisance(Z), X_all
+    resid_norm = np.linalg.norm(_resid(Xt, Q), axis=0) / np.maximum(
+        np.linalg.norm(Xt - Xt.mean(0), axis=0), 1e-300)
+    reason = np.full(len(territories), "", dtype=object)
+    reason[np.isin(territories, undefined)] = "load undefined (territory of zero volume)"
+    reason[(reason == "") & (n_lesioned < min_lesioned)] = (
+        f"lesioned in fewer than {min_lesioned} subjects"
+    )
+    reason[(reason == "") & (resid_norm < 1e-8)] = "collinear with the nuisance variables"
+    tested = reason == ""
+    if n - Q.shape[1] - 1 < 1:
+        raise AnalysisError(f"Only {n} subjects for {Q.shape[1]} nuisance parameters.")
+    cols = ["r", "t", "p_parametric", "p_uncorrected", "p_fwe"]
+    out = {c: np.full(len(territories), np.nan) for c in cols}
+    null_max = np.empty(0)
+    if tested.any():
+        res = _territory_lsm_arrays(
+            y, X_all[:, tested], Z, method=method, n_permutations=int(n_permutations),
+            rng=rng, alternative=alternative, n_jobs=n_jobs, ordinal_codes=ordinal_codes,
+            verbose=verbose,
+        )
+        for c in cols:
+            out[c][tested] = res[c]
+        null_max = res["null_max"]
+    else:
+        warnings.warn("No territory could be tested (see the 'not_tested' column).",
+                      LSMWarning, stacklevel=2)
+    p_fdr = np.full(len(territories), np.nan)
+    if tested.any():
+        p_fdr[tested] = stats.false_discovery_control(out["p_uncorrected"][tested])
+    result_table = pd.DataFrame(
+        {
+            "n_lesioned": n_lesioned,
+            "mean_load": X_all.mean(0),
+            "tested": tested,
+            **out,
+            "p_fdr": p_fdr,
+        },
+        index=pd.Index(territories, name="territory"),
+    )
+    chosen = {"fwe": "p_fwe", "fdr": "p_fdr", "none": "p_uncorrected"}[correction]
+    result_table["p_corrected"] = result_table[chosen]
+    result_table["significant"] = (result_table["p_corrected"] <= alpha).to_numpy(bool)
+    result_table["not_tested"] = reason
+    r_crit = permutation_threshold(null_max, alpha) if len(null_max) else np.nan
+    logger.info("territory_lsm %s %s: %d territories tested, %d significant (%s)", method,
+                score, int(tested.sum()), int(result_table["significant"].sum()), correction)
+    return TerritoryLSMResult(
+        table=result_table,
+        score=score,
+        method=method,
+        level=level if _is_cohort(cohort) else None,
+        measure=measure if _is_cohort(cohort) else "given",
+        covariates=nuisance,
+        n=n,
+        n_permutations=int(n_permutations),
+        alternative=alternative,
+        correction=correction,
+        alpha=float(alpha),
+        null_max=null_max,
+        r_critical=r_crit,
+        excluded=excluded,
+        info={"random_state": seed, "n_jobs": n_jobs, "min_lesioned": min_lesioned,
+              "runtime_s": time.perf_counter() - t0, "versions": _versions(),
+              "permutation_scheme": "Freedman-Lane" if nuisance else "permute score"},
+    )
