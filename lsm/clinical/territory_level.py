@@ -11,8 +11,8 @@ from scipy import stats
 
 from .._utils import check_option, check_random_state
 from ..exceptions import AnalysisError, LSMWarning
-from ..stats._correction import alternative_transform, permutation_pvalues, permutation_threshold, tie_lowered
-from ..stats._parallel import parallel_map
+from ..stats._correction import permutation_threshold
+from ..stats._freedman_lane import partial_correlation_test
 from ..stats._permutation import draw_permutations
 from ._common import (
     LOG_VOLUME,
@@ -39,9 +39,6 @@ logger = logging.getLogger("lsm")
 _TLSM_METHODS = ("spearman", "regression", "ordinal")
 _ALTERNATIVES = ("two-sided", "greater", "less")
 _CORRECTIONS = ("fwe", "fdr", "none")
-# Permutations are processed in chunks of this fixed size whatever n_jobs is, so every
-# chunk does the same floating-point work and the results do not depend on n_jobs.
-_PERM_CHUNK = 256
 
 @dataclass(frozen=True, repr=False)
 class TerritoryLSMResult(_ResultMixin):
@@ -150,91 +147,6 @@ class TerritoryLSMResult(_ResultMixin):
 # --------------------------------------------------------------------------------------
 
 
-def _perm_chunk(Xn, e, Q, perms, stat_obs, alternative):
-    """Null statistics for one chunk of permutations.
-
-    Xn : (n, p) territory columns residualised on Q, unit norm. e : (n,) residual vector
-    (orthogonal to Q). The Freedman–Lane permuted outcome is ``fitted + e[perm]``; its
-    partial correlation with column j is ``Xn_j' e_perm / ||R_Q e_perm||`` because Xn_j
-    is orthogonal to Q.
-
-    Returns (max statistic per permutation (c,), exceedance counts per territory (p,)).
-    """
-    # einsum without `optimize` runs numpy's own loops, not a (multi-threaded) BLAS whose
-    # last bits can depend on the thread count: worker and main process agree exactly.
-    # C order whatever the layout of `perms` (pickling to a worker makes it C-contiguous)
-    E = np.ascontiguousarray(e[np.ascontiguousarray(perms)])  # (c, n)
-    num = np.einsum("np,cn->pc", Xn, E)
-    proj = np.einsum("nq,cn->qc", Q, E)
-    den = np.sqrt(np.maximum(np.einsum("cn,cn->c", E, E) - np.einsum("qc,qc->c", proj, proj),
-                             0.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = num / den
-    s = alternative_transform(r, alternative)
-    s = np.where(np.isfinite(s), s, -np.inf)
-    # null statistics tied with the observed one (last-bit differences) count as ">="
-    counts = (s >= tie_lowered(stat_obs)[:, None]).sum(1)
-    return s.max(0), counts
-
-
-def _permutation_test(X, e, Q, n_permutations, rng, *, alternative="two-sided", n_jobs=1,
-                      permutations=None, verbose=0):
-    """Max-statistic permutation test of the columns of X against a residual vector.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_subjects, n_tests)
-        Predictors, already residualised on the nuisance basis ``Q`` (columns with zero
-        norm must be removed beforehand).
-    e : ndarray of shape (n_subjects,)
-        Outcome residuals of the reduced model (orthogonal to ``Q``).
-    Q : ndarray of shape (n_subjects, q)
-        Orthonormal basis of the nuisance space (intercept and covariates).
-    n_permutations : int
-    rng : numpy.random.Generator
-        Every permutation is drawn from it up front, in the calling process.
-    alternative : {"two-sided", "greater", "less"}
-    n_jobs : int
-        Chunks of a fixed size are spread over joblib workers; results do not depend on
-        ``n_jobs``.
-    verbose : int
-        > 0 shows a progress bar.
-    permutations : ndarray of shape (n_permutations, n_subjects), optional
-        Use these permutations instead of drawing them.
-
-    Returns
-    -------
-    r : ndarray of shape (n_tests,)
-        Observed partial correlations.
-    p_uncorrected, p_fwe : ndarray of shape (n_tests,)
-        ``(1 + #{null >= observed}) / (1 + n_permutations)``; the FWE null is the maximum
-        statistic over tests in each permutation.
-    null_max : ndarray of shape (n_permutations,)
-    """
-    n = X.shape[0]
-    Xn = X / np.linalg.norm(X, axis=0)
-    den = np.sqrt(max(float(e @ e) - float(np.sum((Q.T @ e) ** 2)), 0.0))
-    r = (Xn.T @ e) / den
-    stat_obs = alternative_transform(r, alternative)
-    if permutations is None:
-        permutations = draw_permutations(n_permutations, n, rng)
-    starts = range(0, len(permutations), _PERM_CHUNK)
-    chunks = [permutations[s : s + _PERM_CHUNK] for s in starts]
-    out = parallel_map(
-        _perm_chunk,
-        [(Xn, e, Q, c, stat_obs, alternative) for c in chunks],
-        n_jobs=n_jobs,
-        verbose=verbose,
-        desc="permutations",
-    )
-    null_max = np.concatenate([o[0] for o in out]) if out else np.empty(0)
-    counts = np.sum([o[1] for o in out], axis=0) if out else np.zeros(X.shape[1])
-    B = len(permutations)
-    p_unc = (1 + counts) / (1 + B)
-    p_fwe = permutation_pvalues(stat_obs, null_max)
-    return r, p_unc, p_fwe, null_max
-
-
 def _psr(codes, cum):
     """Probability-scale residuals P(Y < y) - P(Y > y) (Li & Shepherd 2012).
 
@@ -289,10 +201,11 @@ def _territory_lsm_arrays(y, X, Z, *, method, n_permutations, rng, alternative, 
         e = _resid(y.astype(float), Q)
     if not np.linalg.norm(e) > 0:
         raise AnalysisError("The score is fully explained by the covariates (zero residual).")
-    r, p_unc, p_fwe, null_max = _permutation_test(
-        Xr, e, Q, n_permutations, rng, alternative=alternative, n_jobs=n_jobs,
-        permutations=permutations, verbose=verbose,
-    )
+    if permutations is None:
+        permutations = draw_permutations(n_permutations, n, rng)
+    test = partial_correlation_test(Xr, e, Q, permutations, alternative=alternative,
+                                    n_jobs=n_jobs, verbose=verbose)
+    r, p_unc, p_fwe, null_max = test.observed, test.p_uncorrected, test.p_fwe, test.null_max
     df = n - Q.shape[1] - 1
     if method == "ordinal":
         t = np.full_like(r, np.nan)
