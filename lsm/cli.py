@@ -397,12 +397,12 @@ def _load(args):
 
 
 def _atlas(args):
-    """None (the library's default arterial atlas, found through --data-dir/LSM_DATA) or --atlas."""
+    """'arterial' (the library's default atlas, found through --data-dir/LSM_DATA) or --atlas."""
     if args.atlas is not None:
         if not Path(args.atlas).exists():
             raise FileNotFoundError(f"Atlas image {args.atlas!r} does not exist.")
         return args.atlas
-    return None
+    return "arterial"
 
 
 def _write_dropped(cohort, folder, extra=()):

@@ -66,8 +66,8 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _DOCS = {
     "cohort": """cohort : Cohort
         Lesion masks on a common grid (see :func:`lsm.load_cohort`); must be in MNI space.""",
-    "atlas": """atlas : None, object with ``img`` and ``labels``, tuple ``(img, labels)``, Nifti1Image or path
-        None: the Liu et al. (2023) arterial atlas at 1 mm from
+    "atlas": """atlas : "arterial", object with ``img`` and ``labels``, tuple ``(img, labels)``, or path, default="arterial"
+        ``"arterial"``: the Liu et al. (2023) arterial atlas at 1 mm from
         :func:`lsm.datasets.fetch_arterial_atlas` (its level-1 image; level 2 is derived from
         it through the ``level2_index`` grouping of its label table). Any other integer
         label image works with a label table: a DataFrame with ``index`` and ``abbrev``
@@ -75,7 +75,8 @@ _DOCS = {
         such a TSV/CSV (or to a pipe-separated ``index|abbrev|name|level2`` text table as
         distributed with the arterial atlas), a dict ``{label value: abbreviation}`` or a
         Series. An image path alone is accepted when a table with the same stem
-        (``.tsv``, ``.csv`` or ``.txt``) sits beside it.""",
+        (``.tsv``, ``.csv`` or ``.txt``) sits beside it. ``None`` (no atlas) is an error:
+        this function needs labels.""",
     "level": """level : {1, 2}
         Territory level. 1: the atlas labels as they are (32 arterial territories). 2: labels
         grouped by the table's ``level2_index`` column (10 arterial territories: ACA, MCA,
@@ -90,7 +91,8 @@ _DOCS = {
 
 
 def _fill_doc(func):
-    func.__doc__ = func.__doc__ % _DOCS
+    if func.__doc__:  # None under python -OO
+        func.__doc__ = func.__doc__ % _DOCS
     return func
 
 
@@ -297,6 +299,12 @@ def _resolve_atlas(atlas):
     import nibabel as nib
 
     if atlas is None:
+        raise ValueError(
+            "Invalid value for the 'atlas' parameter: this function needs territory labels, "
+            "so an atlas ('arterial' for the Liu et al. 2023 arterial atlas, or a label image "
+            "with its labels), but got None (no atlas)."
+        )
+    if isinstance(atlas, str) and atlas == "arterial":
         from .datasets import get_data_dir
 
         return _default_atlas(str(get_data_dir()))
@@ -313,7 +321,7 @@ def _resolve_atlas(atlas):
         raise AtlasError("An atlas image needs its label table: pass atlas=(image, labels).")
     else:
         raise TypeError(
-            "atlas must be None, an object with .img and .labels, a tuple (image, labels) or an "
+            "atlas must be 'arterial', an object with .img and .labels, a tuple (image, labels) or an "
             f"image path with a label table beside it; got {type(atlas).__name__}."
         )
     data, affine, source = _read_label_image(img)
@@ -671,7 +679,7 @@ def _measure_values(loads, measure):
 
 # ------------------------------------------------------------------ public API
 @_fill_doc
-def territory_load(cohort, *, atlas=None, level=1, measure="territory_fraction", n_jobs=1):
+def territory_load(cohort, *, atlas="arterial", level=1, measure="territory_fraction", n_jobs=1):
     """Lesion load of each subject in each (arterial) territory.
 
     Parameters
@@ -795,7 +803,8 @@ def _components(rows, shape, min_size, n_jobs):
 
 def _hemisphere_labels(left_fraction, n_voxels, threshold):
     """``"left"``, ``"right"`` or ``"bilateral"`` per lesion (object array); None (missing)
-    for an empty lesion (no voxel on the cohort grid), which has no side."""
+    for an empty lesion (no voxel on the cohort grid), which has no side.
+    """
     with np.errstate(invalid="ignore"):
         sides = np.where(
             left_fraction >= threshold, "left", np.where(1.0 - left_fraction >= threshold, "right", "bilateral")
@@ -834,7 +843,7 @@ def _dominant(loads):
 
 
 @_fill_doc
-def lesion_descriptors(cohort, *, atlas=None, min_component_size=1, hemisphere_threshold=0.95, n_jobs=1):
+def lesion_descriptors(cohort, *, atlas="arterial", min_component_size=1, hemisphere_threshold=0.95, n_jobs=1):
     """Volume, connected components, hemisphere, centroid and dominant territory per lesion.
 
     Parameters
@@ -1051,7 +1060,7 @@ class TerritorySummary:
 
 
 @_fill_doc
-def territory_summary(cohort, *, level=2, atlas=None, hemisphere_threshold=0.95, n_jobs=1):
+def territory_summary(cohort, *, level=2, atlas="arterial", hemisphere_threshold=0.95, n_jobs=1):
     """Distribution of lesions across territories and hemispheres (table and plot).
 
     Parameters

@@ -2,7 +2,6 @@
 collinearity checks, nuisance bases and ordinal outcomes.
 """
 
-import html
 import warnings
 
 import numpy as np
@@ -19,33 +18,8 @@ _MAX_DUMMY_LEVELS = 20
 # Shared helpers: assembling an analysis table with exclusions
 # --------------------------------------------------------------------------------------
 
-def _versions():
-    import scipy
-    import statsmodels
-
-    from .. import __version__
-
-    return {"lsm": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
-            "pandas": pd.__version__, "statsmodels": statsmodels.__version__}
-
-
 def _is_cohort(data):
     return hasattr(data, "phenotype") and hasattr(data, "lesion_volumes")
-
-
-def _as_list(value, name):
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    try:
-        out = list(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a column name or a list of column names, got {value!r}")
-    for v in out:
-        if not isinstance(v, str):
-            raise TypeError(f"{name} must contain column names (str), got {v!r}")
-    return out
 
 
 def _territory_loads(cohort, level, measure, n_jobs, atlas=None):
@@ -190,18 +164,33 @@ def _warn_excluded(excluded, what, stacklevel=3):
         )
 
 
-def _volume(frame, log_volume):
+def _volume(frame, volume_transform):
+    """Lesion volume (ml) as ``volume_transform`` says: ml, or log10 of ml."""
     vol = _to_numeric(frame[VOLUME], VOLUME, "lesion volume")
-    if not log_volume:
+    if volume_transform == "linear":
         return vol
     bad = vol.notna() & (vol <= 0)
     if bad.any():
         subj = bad.index[bad.argmax()]
         raise AnalysisError(
-            f"log_volume=True needs positive lesion volumes, but subject {subj!r} has "
-            f"{vol[subj]!r} ml. Drop empty lesions or use log_volume=False."
+            f"volume_transform='log' needs positive lesion volumes, but subject {subj!r} has "
+            f"{vol[subj]!r} ml. Drop empty lesions or use volume_transform='linear'."
         )
     return np.log10(vol)
+
+
+def _volume_name(volume_transform):
+    """Column name of lesion volume in a model: ``lesion_volume`` or ``log10_lesion_volume``."""
+    return LOG_VOLUME if volume_transform == "log" else VOLUME
+
+
+def _check_atlas_needed(atlas, what):
+    """Raise if ``atlas`` is None where territory loads are needed."""
+    if atlas is None:
+        raise ValueError(
+            f"Invalid value for the 'atlas' parameter: {what} needs territory loads, so an "
+            "atlas ('arterial' or a label image), but got None (no atlas)."
+        )
 
 
 def _check_collinear(design, names, what="predictors"):
@@ -305,19 +294,9 @@ def _fmt_p(p):
         return "nan"
     return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
 
-class _ResultMixin:
-    """`_repr_html_` and `__repr__` built from `summary()` and `to_dataframe()`."""
 
-    _title = "Result"
-
-    def __repr__(self):
-        return self.summary()
-
-    def _repr_html_(self):
-        table = self.to_dataframe().to_html(float_format=lambda v: f"{v:.4g}")
-        return (
-            f"<div><strong>{html.escape(self._title)}</strong>"
-            f"<pre>{html.escape(self.summary())}</pre>{table}</div>"
-        )
-
-
+def _atlas_name(atlas):
+    """How ``params`` records an atlas: "arterial", a path, or the atlas object's name."""
+    if atlas is None or isinstance(atlas, str):
+        return atlas
+    return str(getattr(atlas, "name", type(atlas).__name__))

@@ -9,20 +9,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._utils import check_option, check_random_state
+from .._docs import fill_doc
+from .._result import Summary, TableResult, excluded_frame, make_provenance
+from .._validation import as_column_list, check_option, check_volume_transform, resolve_seed
 from ..exceptions import AnalysisError, LSMWarning
 from ._common import (
-    LOG_VOLUME,
     VOLUME,
-    _as_list,
     _check_collinear,
     _complete_cases,
     _fmt_p,
-    _ResultMixin,
     _source_frame,
     _to_numeric,
-    _versions,
     _volume,
+    _volume_name,
     _warn_excluded,
 )
 
@@ -36,8 +35,10 @@ _CORR_METHODS = ("spearman", "pearson", "kendall")
 # (Swapping one pair of subjects in an ordering of n keeps about 8 / (n (n - 1)).)
 _KENDALL_SINGULAR_TOL = 1e-10
 
+
+
 @dataclass(frozen=True, repr=False)
-class CorrelationResult(_ResultMixin):
+class CorrelationResult(TableResult):
     """Correlation between lesion volume and a score.
 
     Attributes
@@ -59,14 +60,16 @@ class CorrelationResult(_ResultMixin):
     n : int
         Number of subjects analysed.
     covariates : list of str
-    log_volume : bool
+    volume_transform : {"linear", "log"}
         Whether the volume was log10-transformed (changes Pearson r and the plot only).
     excluded : DataFrame
         Columns ``subject`` and ``reason``.
     data : DataFrame
         The analysed values: ``lesion_volume`` (ml), the score and covariates.
-    info : dict
-        Parameters, seed, bootstrap settings and runtime.
+    params : dict
+        Analysis parameters (method, covariates, volume_transform, n_boot, ci...).
+    provenance : dict
+        Versions, seed of the bootstrap (``random_state``), runtime.
     """
 
     score: str
@@ -77,12 +80,20 @@ class CorrelationResult(_ResultMixin):
     ci_level: float
     n: int
     covariates: list
-    log_volume: bool
+    volume_transform: str
     excluded: pd.DataFrame
     data: pd.DataFrame
-    info: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     _title = "Lesion volume–score correlation"
+
+    _table_fields = ("data",)
+
+    @classmethod
+    def _from_saved(cls, kwargs):
+        kwargs["ci"] = tuple(kwargs["ci"])
+        return kwargs
 
     @property
     def partial(self):
@@ -90,21 +101,22 @@ class CorrelationResult(_ResultMixin):
         return bool(self.covariates)
 
     def summary(self):
+        """Text summary of the result (a :class:`lsm.Summary`)."""
         name = {"spearman": "Spearman rho", "pearson": "Pearson r", "kendall": "Kendall tau-b"}[
             self.method
         ]
         kind = "partial " if self.partial else ""
-        vol = "log10 lesion volume" if self.log_volume else "lesion volume"
+        vol = "log10 lesion volume" if self.volume_transform == "log" else "lesion volume"
         lines = [
             f"{self._title}: {vol} vs {self.score!r}",
             f"  {kind}{name} = {self.r:.4f}   p = {_fmt_p(self.p)}   n = {self.n}",
-            f"  {100 * self.ci_level:g}% CI (BCa bootstrap, {self.info.get('n_boot', 0)} "
+            f"  {100 * self.ci_level:g}% CI (BCa bootstrap, {self.params.get('n_boot', 0)} "
             f"resamples): [{self.ci[0]:.4f}, {self.ci[1]:.4f}]",
         ]
         if self.covariates:
             lines.append(f"  adjusted for: {', '.join(self.covariates)}")
         lines.append(f"  excluded subjects: {len(self.excluded)}")
-        return "\n".join(lines)
+        return Summary("\n".join(lines))
 
     def to_dataframe(self):
         """One-row DataFrame of the result."""
@@ -115,7 +127,7 @@ class CorrelationResult(_ResultMixin):
                     "method": self.method,
                     "partial": self.partial,
                     "covariates": ", ".join(self.covariates),
-                    "log_volume": self.log_volume,
+                    "volume_transform": self.volume_transform,
                     "n": self.n,
                     "r": self.r,
                     "p": self.p,
@@ -127,16 +139,16 @@ class CorrelationResult(_ResultMixin):
             ]
         )
 
-    def plot(self, ax=None, *, log_volume=None, ci=True, scatter_kws=None, line_kws=None):
+    def plot(self, ax=None, *, volume_transform=None, ci=True, scatter_kws=None, line_kws=None):
         """Scatter plot of score against lesion volume with a linear fit and its CI band.
 
         Parameters
         ----------
         ax : matplotlib Axes, optional
             Axes to draw on (a new figure when None).
-        log_volume : bool, optional
-            Draw volume on a log axis and fit the line on log10(volume). Defaults to the
-            ``log_volume`` used for the analysis.
+        volume_transform : {"linear", "log"}, optional
+            ``"log"``: draw volume on a log axis and fit the line on log10(volume).
+            Defaults to the ``volume_transform`` of the analysis.
         ci : bool
             Draw the confidence band (level ``ci_level``) of the fitted mean, from
             statsmodels OLS of the score on (log10) volume.
@@ -150,7 +162,9 @@ class CorrelationResult(_ResultMixin):
         import matplotlib.pyplot as plt
         import statsmodels.api as sm
 
-        log_volume = self.log_volume if log_volume is None else bool(log_volume)
+        if volume_transform is None:
+            volume_transform = self.volume_transform
+        log_volume = check_volume_transform(volume_transform) == "log"
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 4))
         vol = self.data[VOLUME].to_numpy(float)
@@ -349,7 +363,7 @@ def _check_distinct(values, column, minimum=3, hint=""):
         )
 
 
-def _correlation_frame(frame, score, covariates, method, log_volume, n_boot, ci, rng):
+def _correlation_frame(frame, score, covariates, method, volume_transform, n_boot, ci, rng):
     """Array-level core of :func:`volume_score_correlation` on an assembled table."""
     x = frame[VOLUME].to_numpy(float)
     y = frame[score].to_numpy(float)
@@ -364,7 +378,7 @@ def _correlation_frame(frame, score, covariates, method, log_volume, n_boot, ci,
         )
     tau = None
     if k:
-        names = ["const", LOG_VOLUME if log_volume else VOLUME] + covariates
+        names = ["const", _volume_name(volume_transform)] + covariates
         _check_collinear(np.column_stack([np.ones(n), x, Z]), names, what="covariates")
         if method == "spearman":  # the partial correlation is computed on ranks
             ranks = stats.rankdata(np.column_stack([x, Z]), axis=0)
@@ -411,13 +425,14 @@ def _correlation_frame(frame, score, covariates, method, log_volume, n_boot, ci,
     return r, p, ci_bounds
 
 
+@fill_doc
 def volume_score_correlation(
     cohort,
     score,
     *,
     method="spearman",
     covariates=None,
-    log_volume=False,
+    volume_transform="linear",
     n_boot=2000,
     ci=0.95,
     random_state=None,
@@ -441,17 +456,16 @@ def volume_score_correlation(
         ``n - 2 - len(covariates)`` degrees of freedom (the same test as the volume
         coefficient in OLS of score on volume and covariates). For Kendall it is the
         partial Kendall tau of the Kendall tau-b matrix (see Notes).
-    log_volume : bool
-        Use log10(volume) (ml). Changes Pearson r; rank correlations are unchanged.
-        The plot then uses a log axis.
+    %(volume_transform)s
+        Changes Pearson r; rank correlations are unchanged. With ``"log"`` the plot
+        uses a log axis.
     n_boot : int
         Bootstrap resamples for the confidence interval (0 to skip it). Subjects are
         resampled with their values (paired); the interval is bias-corrected and
         accelerated (BCa, :func:`scipy.stats.bootstrap`).
     ci : float
         Confidence level of the interval, in (0, 1).
-    random_state : None, int or numpy.random.Generator
-        Seed of the bootstrap.
+    %(random_state)s
 
     Returns
     -------
@@ -486,15 +500,15 @@ def volume_score_correlation(
     """
     t0 = time.perf_counter()
     check_option("method", method, _CORR_METHODS)
-    covariates = _as_list(covariates, "covariates")
+    covariates = as_column_list(covariates, "covariates")
+    check_volume_transform(volume_transform)
     if not 0 < ci < 1:
         raise ValueError(f"Invalid value for the 'ci' parameter: must be in (0, 1), got {ci!r}")
     if int(n_boot) != n_boot or n_boot < 0:
         raise ValueError(f"n_boot must be a non-negative integer, got {n_boot!r}")
     if score in covariates or VOLUME in covariates:
         raise ValueError(f"covariates {covariates} must not include the score or {VOLUME!r}")
-    seed = random_state if isinstance(random_state, (int, np.integer)) else None
-    rng = check_random_state(random_state)
+    seed, rng = resolve_seed(random_state)
 
     frame, _ = _source_frame(cohort, [score, VOLUME] + covariates, allow_territories=False)
     table = pd.DataFrame(index=frame.index)
@@ -506,10 +520,10 @@ def volume_score_correlation(
     table, excluded = _complete_cases(table, roles)
     _warn_excluded(excluded, "correlation")
     work = table.copy()
-    if log_volume:
-        work[VOLUME] = _volume(work, True)
+    if volume_transform == "log":
+        work[VOLUME] = _volume(work, "log")
     r, p, ci_bounds = _correlation_frame(
-        work, score, covariates, method, log_volume, int(n_boot), ci, rng
+        work, score, covariates, method, volume_transform, int(n_boot), ci, rng
     )
     logger.info("volume_score_correlation %s %s: r=%.4f p=%.3g n=%d", method, score, r, p,
                 len(table))
@@ -522,15 +536,12 @@ def volume_score_correlation(
         ci_level=float(ci),
         n=len(table),
         covariates=covariates,
-        log_volume=bool(log_volume),
-        excluded=excluded,
+        volume_transform=volume_transform,
+        excluded=excluded_frame(excluded),
         data=table,
-        info={
-            "n_boot": int(n_boot),
-            "ci_method": "BCa",
-            "random_state": seed,
-            "runtime_s": time.perf_counter() - t0,
-            "versions": _versions(),
-        },
+        params={"score": score, "method": method, "covariates": covariates,
+                "volume_transform": volume_transform, "n_boot": int(n_boot), "ci": float(ci),
+                "ci_method": "BCa", "n_subjects": len(table)},
+        provenance=make_provenance(seed=seed, t0=t0),
     )
 

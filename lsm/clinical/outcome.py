@@ -7,20 +7,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .._utils import check_option
+from .._docs import fill_doc
+from .._result import Summary, TableResult, excluded_frame, make_provenance
+from .._validation import as_column_list, check_n_jobs, check_option, check_volume_transform
 from ..exceptions import AnalysisError, LSMWarning
 from ._common import (
-    LOG_VOLUME,
     VOLUME,
-    _as_list,
+    _atlas_name,
     _check_collinear,
     _complete_cases,
     _ordinal_codes,
-    _ResultMixin,
     _source_frame,
     _to_numeric,
-    _versions,
     _volume,
+    _volume_name,
     _warn_excluded,
 )
 
@@ -29,8 +29,10 @@ __all__ = ["outcome_model", "OutcomeModelResult"]
 _FAMILIES = ("ols", "ordinal", "logistic")
 _MAX_DUMMY_LEVELS = 20
 
+
+
 @dataclass(frozen=True, repr=False)
-class OutcomeModelResult(_ResultMixin):
+class OutcomeModelResult(TableResult):
     """A fitted clinical outcome model.
 
     Attributes
@@ -38,12 +40,12 @@ class OutcomeModelResult(_ResultMixin):
     results : statsmodels results
         ``RegressionResults`` (ols), ``OrderedResults`` (ordinal) or ``LogitResults``
         (logistic); everything statsmodels offers (``summary()``, ``conf_int()``,
-        ``predict``...) is available there.
+        ``predict``...) is available there (None for a result read by :meth:`load`).
     family : {"ols", "ordinal", "logistic"}
     outcome : str
     predictors : list of str
         Design-matrix column names (dummy columns are named ``"column[level]"``; lesion
-        volume is ``"log10_lesion_volume"`` with ``log_volume=True``).
+        volume is ``"log10_lesion_volume"`` with ``volume_transform="log"``).
     n : int
     table : DataFrame
         One row per predictor: coef, se, stat, p, ci_low, ci_high, and for ordinal and
@@ -66,7 +68,8 @@ class OutcomeModelResult(_ResultMixin):
     excluded: pd.DataFrame
     levels: list = None
     cutoff: float = None
-    info: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     _title = "Clinical outcome model"
 
@@ -77,7 +80,11 @@ class OutcomeModelResult(_ResultMixin):
             raise AttributeError("odds ratios are defined for family='ordinal' or 'logistic'")
         return self.table[["odds_ratio", "or_ci_low", "or_ci_high", "p"]].copy()
 
+    _table_fields = ("table",)
+    _unsaved_fields = ("results",)
+
     def summary(self):
+        """Text summary of the result (a :class:`lsm.Summary`)."""
         head = {
             "ols": "OLS",
             "ordinal": "proportional-odds (ordered logit)",
@@ -93,7 +100,7 @@ class OutcomeModelResult(_ResultMixin):
             )
         lines.append(self.table.to_string(float_format=lambda v: f"{v:.4g}"))
         lines.append(f"  excluded subjects: {len(self.excluded)}")
-        return "\n".join(lines)
+        return Summary("\n".join(lines))
 
     def to_dataframe(self):
         """The coefficient table (a copy)."""
@@ -118,7 +125,7 @@ class OutcomeModelResult(_ResultMixin):
         )
         ax.axvline(ref, color="0.5", ls="--", lw=1)
         ax.set_yticks(ypos, [str(i) for i in tab.index])
-        ax.set_xlabel(f"{label} ({100 * self.info.get('ci_level', 0.95):g}% CI)")
+        ax.set_xlabel(f"{label} ({100 * self.params.get('ci', 0.95):g}% CI)")
         ax.set_title(f"{self.outcome} ({self.family}, n = {self.n})", fontsize=9)
         return ax
 
@@ -128,7 +135,7 @@ class OutcomeModelResult(_ResultMixin):
 # --------------------------------------------------------------------------------------
 
 
-def _design(frame, predictors, log_volume):
+def _design(frame, predictors, volume_transform):
     """Design DataFrame (no intercept): numeric columns as float, text as dummies.
 
     A text column with a single level among the analysed subjects raises, as a constant
@@ -138,7 +145,7 @@ def _design(frame, predictors, log_volume):
     for col in predictors:
         s = frame[col]
         if col == VOLUME:
-            parts.append(_volume(frame, log_volume).rename(LOG_VOLUME if log_volume else VOLUME))
+            parts.append(_volume(frame, volume_transform).rename(_volume_name(volume_transform)))
         elif pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
             parts.append(_to_numeric(s, col, "predictor"))
         else:
@@ -183,6 +190,7 @@ def _coef_table(res, names, family, ci_level):
     return tab
 
 
+@fill_doc
 def outcome_model(
     cohort,
     outcome,
@@ -191,10 +199,10 @@ def outcome_model(
     family="ols",
     cutoff=None,
     levels=None,
-    log_volume=False,
+    volume_transform="linear",
     territory_level=1,
     territory_measure="territory_fraction",
-    atlas=None,
+    atlas="arterial",
     ci=0.95,
     fit_kwargs=None,
     n_jobs=1,
@@ -232,21 +240,22 @@ def outcome_model(
         Ordered levels of an ordinal outcome. By default the categories of an ordered
         categorical column, else every integer from the minimum to the maximum observed
         value. Every level must have a subject (else an error names the empty level).
-    log_volume : bool
-        Enter lesion volume as log10(ml) (column ``"log10_lesion_volume"``).
+    %(volume_transform)s
+        With ``"log"`` the design column is ``"log10_lesion_volume"``.
     territory_level : {1, 2}
         Atlas level for territory-load predictors (Cohort input).
     territory_measure : str
         Territory-load measure passed to :func:`lsm.territory_load`.
-    atlas : optional
-        Label atlas passed to :func:`lsm.territory_load` (default: the arterial atlas).
+    %(atlas)s
+        Passed to :func:`lsm.territory_load` when a predictor is a territory (``None``
+        is then an error).
     ci : float
         Confidence level of the intervals in the table.
     fit_kwargs : dict, optional
         Passed to the statsmodels ``fit`` (defaults: ``disp=False``, and
         ``method="bfgs", maxiter=2000`` for ordinal).
-    n_jobs : int
-        Passed to :func:`lsm.territory_load`.
+    %(n_jobs)s
+        Used by :func:`lsm.territory_load`.
 
     Returns
     -------
@@ -259,7 +268,9 @@ def outcome_model(
 
     t0 = time.perf_counter()
     check_option("family", family, _FAMILIES)
-    predictors = _as_list(predictors, "predictors")
+    predictors = as_column_list(predictors, "predictors")
+    check_volume_transform(volume_transform)
+    n_jobs = check_n_jobs(n_jobs)
     if not predictors:
         raise ValueError("predictors must name at least one column")
     if outcome in predictors:
@@ -287,7 +298,7 @@ def outcome_model(
     frame = frame[[outcome] + predictors]
     frame, excluded = _complete_cases(frame, roles)
     _warn_excluded(excluded, f"{family} model of {outcome!r}")
-    X = _design(frame, predictors, log_volume)
+    X = _design(frame, predictors, volume_transform)
     names = list(X.columns)
     _check_collinear(
         np.column_stack([np.ones(len(X)), X.to_numpy(float)]), ["const"] + names, "predictors"
@@ -349,11 +360,15 @@ def outcome_model(
         predictors=names,
         n=len(frame),
         table=table,
-        excluded=excluded,
+        excluded=excluded_frame(excluded),
         levels=levels_used,
         cutoff=cutoff_used,
-        info={"ci_level": float(ci), "runtime_s": time.perf_counter() - t0,
-              "log_volume": bool(log_volume), "fit_kwargs": fit_kwargs,
-              "versions": _versions()},
+        params={"outcome": outcome, "predictors": predictors, "design_columns": names,
+                "family": family, "cutoff": cutoff_used, "levels": levels_used,
+                "volume_transform": volume_transform, "territory_level": territory_level,
+                "territory_measure": territory_measure, "atlas": _atlas_name(atlas),
+                "ci": float(ci), "fit_kwargs": fit_kwargs, "n_subjects": len(frame)},
+        provenance=make_provenance(n_jobs=n_jobs, t0=t0, converged=not (
+            converged and not converged.get("converged", True))),
     )
 

@@ -9,26 +9,38 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._utils import check_option, check_random_state
+from .._docs import fill_doc
+from .._result import Summary, TableResult, excluded_frame, make_provenance
+from .._validation import (
+    ALTERNATIVES,
+    as_column_list,
+    check_alpha,
+    check_lesion_volume,
+    check_min_lesioned,
+    check_n_jobs,
+    check_n_permutations,
+    check_option,
+    check_volume_transform,
+    resolve_seed,
+)
 from ..exceptions import AnalysisError, LSMWarning
 from ..stats._correction import permutation_threshold
 from ..stats._freedman_lane import partial_correlation_test
 from ..stats._permutation import draw_permutations
 from ._common import (
-    LOG_VOLUME,
     VOLUME,
-    _as_list,
+    _atlas_name,
+    _check_atlas_needed,
     _check_collinear,
     _complete_cases,
     _is_cohort,
     _ordinal_codes,
     _orthonormal_nuisance,
     _resid,
-    _ResultMixin,
     _source_frame,
     _to_numeric,
-    _versions,
     _volume,
+    _volume_name,
     _warn_excluded,
 )
 
@@ -37,11 +49,11 @@ __all__ = ["territory_lsm", "TerritoryLSMResult"]
 logger = logging.getLogger("lsm")
 
 _TLSM_METHODS = ("spearman", "regression", "ordinal")
-_ALTERNATIVES = ("two-sided", "greater", "less")
-_CORRECTIONS = ("fwe", "fdr", "none")
+_CORRECTIONS = ("fwe", "fdr_bh", "fdr_by", "none")
 
+@fill_doc
 @dataclass(frozen=True, repr=False)
-class TerritoryLSMResult(_ResultMixin):
+class TerritoryLSMResult(TableResult):
     """Territory-level lesion-symptom mapping.
 
     Attributes
@@ -50,10 +62,13 @@ class TerritoryLSMResult(_ResultMixin):
         One row per territory (index: abbreviation) with ``n_lesioned`` (subjects with a
         load > 0), ``mean_load``, ``tested``, ``r`` (partial correlation or ordinal score
         correlation), ``t`` (regression and Spearman), ``p_parametric`` (t test),
-        ``p_uncorrected`` (permutation), ``p_fwe`` (max-statistic), ``p_fdr``
-        (Benjamini–Hochberg on the permutation p-values), ``p_corrected`` (the one
-        chosen by ``correction``) and ``significant`` (p_corrected <= alpha).
-    score, method, level, measure, alternative, correction : str
+        ``p_uncorrected`` (permutation), ``p_fwe`` (max-statistic), ``p_fdr_bh`` and
+        ``p_fdr_by`` (Benjamini–Hochberg and Benjamini–Yekutieli on the permutation
+        p-values), ``p_corrected`` (the one chosen by ``correction``), ``significant``
+        (p_corrected <= alpha) and ``not_tested`` (why a territory was not tested).
+    score, method, measure, alternative, correction : str
+    level : int or None
+        Atlas level (None for table input).
     alpha : float
     covariates : list of str
         Nuisance columns (lesion volume included when requested).
@@ -66,7 +81,11 @@ class TerritoryLSMResult(_ResultMixin):
         "less") is above it has p_fwe <= alpha (inf when no territory can reach alpha
         with this many permutations).
     excluded : DataFrame
-    info : dict
+        Subjects left out (columns ``subject``, ``reason``).
+    params : dict
+        Every analysis parameter as used (``min_lesioned_count`` is the resolved count).
+    provenance : dict
+        Versions, seed (``random_state``), ``n_jobs``, runtime, permutation scheme.
     """
 
     table: pd.DataFrame
@@ -83,18 +102,31 @@ class TerritoryLSMResult(_ResultMixin):
     null_max: np.ndarray
     r_critical: float
     excluded: pd.DataFrame
-    info: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
 
     _title = "Territory-level lesion-symptom mapping"
+    _table_fields = ("table",)
+    _array_fields = ("null_max",)
+
+    @classmethod
+    def _from_saved(cls, kwargs):
+        kwargs["table"]["tested"] = kwargs["table"]["tested"].astype(bool)
+        kwargs["table"]["significant"] = kwargs["table"]["significant"].astype(bool)
+        kwargs["table"]["not_tested"] = kwargs["table"]["not_tested"].fillna("").astype(object)
+        kwargs["table"].index = kwargs["table"].index.astype(str)
+        return kwargs
 
     @property
     def significant(self):
-        """Abbreviations of the territories significant after ``correction``."""
-        return list(self.table.index[self.table["significant"].to_numpy(bool)])
+        """Boolean Series (index: territory): significant after ``correction``."""
+        return self.table["significant"].astype(bool).rename("significant")
 
     def summary(self):
-        cols = ["n_lesioned", "r", "t", "p_uncorrected", "p_fwe", "p_fdr", "significant"]
+        """Text summary of the result (a :class:`lsm.Summary`)."""
+        cols = ["n_lesioned", "r", "t", "p_uncorrected", "p_fwe", "p_fdr_bh", "significant"]
         where = f"level-{self.level} territory {self.measure}" if self.level else "territory loads"
+        names = list(self.table.index[self.significant.to_numpy(bool)])
         lines = [
             f"{self._title}: {self.score!r} ~ {where} (method={self.method!r}, n = {self.n})",
             f"  nuisance: {', '.join(self.covariates) if self.covariates else 'none'}"
@@ -103,10 +135,10 @@ class TerritoryLSMResult(_ResultMixin):
             f"correction={self.correction!r}, alpha={self.alpha:g}, critical r = "
             f"{self.r_critical:.4f}",
             self.table[cols].to_string(float_format=lambda v: f"{v:.4g}"),
-            f"  significant: {', '.join(self.significant) or 'none'}",
+            f"  significant: {', '.join(map(str, names)) or 'none'}",
             f"  excluded subjects: {len(self.excluded)}",
         ]
-        return "\n".join(lines)
+        return Summary("\n".join(lines))
 
     def to_dataframe(self):
         """The per-territory table (a copy)."""
@@ -116,6 +148,17 @@ class TerritoryLSMResult(_ResultMixin):
         """Bar plot of the territory statistics (r), significant bars highlighted.
 
         The dashed lines mark the FWE critical value ``r_critical``.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Axes to draw on (a new figure when None).
+        sort : bool, default=False
+            Sort the bars by r.
+
+        Returns
+        -------
+        ax : matplotlib Axes
         """
         import matplotlib.pyplot as plt
 
@@ -140,11 +183,6 @@ class TerritoryLSMResult(_ResultMixin):
             fontsize=9,
         )
         return ax
-
-
-# --------------------------------------------------------------------------------------
-# Territory-level LSM: array-level max-statistic permutation engine
-# --------------------------------------------------------------------------------------
 
 
 def _psr(codes, cum):
@@ -223,21 +261,23 @@ def _territory_lsm_arrays(y, X, Z, *, method, n_permutations, rng, alternative, 
             "null_max": null_max, "df": df}
 
 
+@fill_doc
 def territory_lsm(
     cohort,
     score,
     *,
     level=1,
     measure="territory_fraction",
-    atlas=None,
+    atlas="arterial",
     method="spearman",
     covariates=None,
     lesion_volume=None,
+    volume_transform="linear",
     n_permutations=5000,
     correction="fwe",
     alternative="two-sided",
     alpha=0.05,
-    min_lesioned=5,
+    min_lesioned=0.05,
     territories=None,
     random_state=None,
     n_jobs=1,
@@ -258,14 +298,13 @@ def territory_lsm(
         A :class:`lsm.Cohort` (territory loads from :func:`lsm.territory_load`), or a
         table indexed by subject holding the score, the covariates, ``"lesion_volume"``
         (ml) when used, and the territory columns named in ``territories``.
-    score : str
-        Score column.
-    level : {1, 2}
-        Arterial atlas level (Cohort input).
+    %(score)s
+    %(level)s
+        Used for Cohort input.
     measure : {"territory_fraction", "lesion_fraction", "ml"}
         Territory-load measure passed to :func:`lsm.territory_load` (Cohort input).
-    atlas : optional
-        Label atlas passed to :func:`lsm.territory_load` (default: the arterial atlas).
+    %(atlas)s
+        Passed to :func:`lsm.territory_load` (Cohort input; ``None`` is an error).
     method : {"spearman", "regression", "ordinal"}
         ``"regression"``: OLS t of the load in ``score ~ 1 + nuisance + load``.
         ``"spearman"``: the same on ranks of every variable (partial Spearman).
@@ -285,35 +324,34 @@ def territory_lsm(
         asymptotically, as Freedman–Lane for OLS). Refitting a proportional-odds model per
         territory and permutation instead would cost ``n_permutations * n_territories``
         fits.
-    covariates : str or list of str, optional
-        Nuisance phenotype columns.
-    lesion_volume : {None, False, True, "linear", "log"}
-        Add lesion volume (ml, or log10 ml with ``"log"``) to the nuisance variables:
-        "which territory matters beyond size".
-    n_permutations : int
-        Number of random permutations (drawn once, up front, from ``random_state``).
-    correction : {"fwe", "fdr", "none"}
-        Which p-value decides ``significant``: max-statistic FWE, Benjamini–Hochberg on
-        the permutation p-values, or uncorrected. All three are in the table.
-    alternative : {"two-sided", "greater", "less"}
-    alpha : float
-        Significance level.
-    min_lesioned : int
-        Territories lesioned (load > 0) in fewer subjects are not tested (their rows have
-        ``tested=False``), and neither are loads collinear with the nuisance variables.
+    %(covariates)s
+    lesion_volume : {None, "covariate"}, default=None
+        ``"covariate"``: lesion volume is a nuisance variable (entered as
+        ``volume_transform`` says), "which territory matters beyond size". ``"dtlvc"``
+        is not offered: territory loads are already normalised measures.
+    %(volume_transform)s
+    %(n_permutations)s
+    correction : {"fwe", "fdr_bh", "fdr_by", "none"}, default="fwe"
+        Which p-value decides ``significant``: max-statistic FWE, Benjamini–Hochberg or
+        Benjamini–Yekutieli on the permutation p-values, or uncorrected. All are in the
+        table.
+    %(alternative)s
+    %(alpha)s
+    %(min_lesioned)s
+        Territories failing it (load > 0 counts as lesioned) are not tested (their rows
+        have ``tested=False``), and neither are loads collinear with the nuisance
+        variables.
     territories : list of str, optional
         Territory columns; required for DataFrame input, a subset for a Cohort.
-    random_state : None, int or numpy.random.Generator
-    n_jobs : int
-        joblib workers for the permutations (and the territory loads); the result does
-        not depend on it.
-    verbose : int
-        > 0 shows a progress bar over permutation chunks.
+    %(random_state)s
+    %(n_jobs)s
+    %(verbose)s
 
     Returns
     -------
     result : TerritoryLSMResult
-        ``table`` (one row per territory), ``significant``, ``null_max``, ``plot()``.
+        ``table`` (one row per territory), ``significant``, ``null_max``, ``plot()``,
+        ``params``, ``provenance``, ``excluded``.
 
     References
     ----------
@@ -327,19 +365,21 @@ def territory_lsm(
     t0 = time.perf_counter()
     check_option("method", method, _TLSM_METHODS)
     check_option("correction", correction, _CORRECTIONS)
-    check_option("alternative", alternative, _ALTERNATIVES)
-    check_option("lesion_volume", lesion_volume, (None, False, True, "linear", "log"))
-    covariates = _as_list(covariates, "covariates")
-    if int(n_permutations) != n_permutations or n_permutations < 1:
-        raise ValueError(f"n_permutations must be a positive integer, got {n_permutations!r}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    seed = random_state if isinstance(random_state, (int, np.integer)) else None
-    rng = check_random_state(random_state)
-    use_volume = lesion_volume not in (None, False)
-    territories = _as_list(territories, "territories") if territories is not None else None
+    check_option("alternative", alternative, ALTERNATIVES)
+    check_lesion_volume(lesion_volume, (None, "covariate"))
+    check_volume_transform(volume_transform)
+    check_min_lesioned(min_lesioned)
+    covariates = as_column_list(covariates, "covariates")
+    n_permutations = check_n_permutations(n_permutations)
+    alpha = check_alpha(alpha)
+    n_jobs = check_n_jobs(n_jobs)
+    seed, rng = resolve_seed(random_state)
+    use_volume = lesion_volume == "covariate"
+    territories = as_column_list(territories, "territories") if territories is not None else None
     if isinstance(cohort, pd.DataFrame) and territories is None:
         raise ValueError("territories must name the territory columns when data is a DataFrame")
+    if _is_cohort(cohort) and territories is None:
+        _check_atlas_needed(atlas, "territory_lsm")
 
     needed = [score] + covariates + ([VOLUME] if use_volume else [])
     frame, terr_cols = _source_frame(
@@ -362,8 +402,8 @@ def territory_lsm(
         table[c] = _to_numeric(frame[c], c, "covariate")
     nuisance = list(covariates)
     if use_volume:
-        vname = LOG_VOLUME if lesion_volume == "log" else VOLUME
-        table[vname] = _volume(frame, lesion_volume == "log")
+        vname = _volume_name(volume_transform)
+        table[vname] = _volume(frame, volume_transform)
         nuisance.append(vname)
     for c in territories:
         table[c] = _to_numeric(frame[c], c, "territory load")
@@ -401,9 +441,9 @@ def territory_lsm(
         np.linalg.norm(Xt - Xt.mean(0), axis=0), 1e-300)
     reason = np.full(len(territories), "", dtype=object)
     reason[np.isin(territories, undefined)] = "load undefined (territory of zero volume)"
-    reason[(reason == "") & (n_lesioned < min_lesioned)] = (
-        f"lesioned in fewer than {min_lesioned} subjects"
-    )
+    count = check_min_lesioned(min_lesioned, n)
+    reason[(reason == "") & (n_lesioned < count)] = f"lesioned in fewer than {count} subjects"
+    reason[(reason == "") & (n - n_lesioned < count)] = f"spared in fewer than {count} subjects"
     reason[(reason == "") & (resid_norm < 1e-8)] = "collinear with the nuisance variables"
     tested = reason == ""
     if n - Q.shape[1] - 1 < 1:
@@ -413,7 +453,7 @@ def territory_lsm(
     null_max = np.empty(0)
     if tested.any():
         res = _territory_lsm_arrays(
-            y, X_all[:, tested], Z, method=method, n_permutations=int(n_permutations),
+            y, X_all[:, tested], Z, method=method, n_permutations=n_permutations,
             rng=rng, alternative=alternative, n_jobs=n_jobs, ordinal_codes=ordinal_codes,
             verbose=verbose,
         )
@@ -423,42 +463,58 @@ def territory_lsm(
     else:
         warnings.warn("No territory could be tested (see the 'not_tested' column).",
                       LSMWarning, stacklevel=2)
-    p_fdr = np.full(len(territories), np.nan)
+    p_fdr = {m: np.full(len(territories), np.nan) for m in ("bh", "by")}
     if tested.any():
-        p_fdr[tested] = stats.false_discovery_control(out["p_uncorrected"][tested])
+        for m, p in p_fdr.items():
+            p[tested] = stats.false_discovery_control(out["p_uncorrected"][tested], method=m)
     result_table = pd.DataFrame(
         {
             "n_lesioned": n_lesioned,
             "mean_load": X_all.mean(0),
             "tested": tested,
             **out,
-            "p_fdr": p_fdr,
+            "p_fdr_bh": p_fdr["bh"],
+            "p_fdr_by": p_fdr["by"],
         },
         index=pd.Index(territories, name="territory"),
     )
-    chosen = {"fwe": "p_fwe", "fdr": "p_fdr", "none": "p_uncorrected"}[correction]
+    chosen = {"fwe": "p_fwe", "fdr_bh": "p_fdr_bh", "fdr_by": "p_fdr_by", "none": "p_uncorrected"}[correction]
     result_table["p_corrected"] = result_table[chosen]
     result_table["significant"] = (result_table["p_corrected"] <= alpha).to_numpy(bool)
     result_table["not_tested"] = reason
     r_crit = permutation_threshold(null_max, alpha) if len(null_max) else np.nan
     logger.info("territory_lsm %s %s: %d territories tested, %d significant (%s)", method,
                 score, int(tested.sum()), int(result_table["significant"].sum()), correction)
+    level_used = level if _is_cohort(cohort) else None
+    measure_used = measure if _is_cohort(cohort) else "given"
+    params = {
+        "score": score, "method": method, "level": level_used, "measure": measure_used,
+        "atlas": _atlas_name(atlas) if _is_cohort(cohort) else None,
+        "covariates": covariates, "lesion_volume": lesion_volume,
+        "volume_transform": volume_transform, "nuisance": nuisance,
+        "n_permutations": n_permutations, "correction": correction, "alternative": alternative,
+        "alpha": alpha, "min_lesioned": min_lesioned, "min_lesioned_count": count,
+        "territories": list(territories), "n_subjects": n,
+    }
+    provenance = make_provenance(
+        seed=seed, n_jobs=n_jobs, t0=t0,
+        permutation_scheme="Freedman-Lane" if nuisance else "permute score",
+    )
     return TerritoryLSMResult(
         table=result_table,
         score=score,
         method=method,
-        level=level if _is_cohort(cohort) else None,
-        measure=measure if _is_cohort(cohort) else "given",
+        level=level_used,
+        measure=measure_used,
         covariates=nuisance,
         n=n,
-        n_permutations=int(n_permutations),
+        n_permutations=n_permutations,
         alternative=alternative,
         correction=correction,
-        alpha=float(alpha),
+        alpha=alpha,
         null_max=null_max,
-        r_critical=r_crit,
-        excluded=excluded,
-        info={"random_state": seed, "n_jobs": n_jobs, "min_lesioned": min_lesioned,
-              "runtime_s": time.perf_counter() - t0, "versions": _versions(),
-              "permutation_scheme": "Freedman-Lane" if nuisance else "permute score"},
+        r_critical=float(r_crit),
+        excluded=excluded_frame(excluded),
+        params=params,
+        provenance=provenance,
     )

@@ -242,7 +242,7 @@ def _null_chunk(design, x, info, weights, perms, batch, v, alternative):
 
 
 def _z_maps(design, x, info, perms, chunks, alternative, floor):
-    """z of every pattern for a batch of permutations (NaN where it cannot exceed ``floor``)."""
+    """Z of every pattern for a batch of permutations (NaN where it cannot exceed ``floor``)."""
     parts = []
     for a, b in chunks:
         stat, df = st.compute_stat(design, x[a:b], _subset(info, a, b), perms)
