@@ -54,22 +54,27 @@ class Summary(str):
         return f"<pre>{html.escape(str(self))}</pre>"
 
 
-def versions():
-    """Versions of lsm and of the libraries its results depend on."""
+def versions(packages=()):
+    """Versions of lsm and of the libraries its results depend on.
+
+    Libraries already imported are listed; ``packages`` names further ones to import.
+    """
     import scipy
 
     from . import __version__
 
     out = {"lsm": __version__, "python": platform.python_version(), "numpy": np.__version__,
            "scipy": scipy.__version__, "pandas": pd.__version__}
-    for name in ("statsmodels", "nibabel", "nilearn", "sklearn", "joblib"):
+    for name in packages:
+        __import__(name)
+    for name in ("statsmodels", "nibabel", "nilearn", "sklearn", "joblib", *packages):
         module = __import__("sys").modules.get(name)
         if module is not None:
             out[name] = getattr(module, "__version__", "unknown")
     return out
 
 
-def make_provenance(*, seed=None, n_jobs=1, t0=None, **extra):
+def make_provenance(*, seed=None, n_jobs=1, t0=None, packages=(), **extra):
     """The ``provenance`` dict of a result.
 
     Parameters
@@ -80,6 +85,8 @@ def make_provenance(*, seed=None, n_jobs=1, t0=None, **extra):
         Workers asked for.
     t0 : float, optional
         ``time.perf_counter()`` at the start of the analysis (gives ``runtime_s``).
+    packages : tuple of str
+        Libraries whose versions to record even if not imported yet.
     **extra
         Further entries (analysis-specific diagnostics).
 
@@ -91,7 +98,7 @@ def make_provenance(*, seed=None, n_jobs=1, t0=None, **extra):
 
     prov = {
         "lsm_version": __version__,
-        "versions": versions(),
+        "versions": versions(packages),
         "random_state": seed,
         "n_jobs": check_n_jobs(n_jobs),
         "runtime_s": None if t0 is None else time.perf_counter() - t0,

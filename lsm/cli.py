@@ -497,7 +497,7 @@ def _cmd_vlsm(args):
         result = vlsm(cohort, args.score, **options)
         atlas = None if args.no_territories else "arterial"
         move_result_files(result, tmp, atlas=atlas)
-        _write_dropped(cohort, tmp, result.provenance.get("excluded") or ())
+        _write_dropped(cohort, tmp, result.excluded.to_dict("records"))
         if not args.no_report:
             result.to_html(tmp / "report.html", cohort=cohort, atlas=atlas)
         _write_description(tmp, f"lsm VLSM of {args.score!r}", args)

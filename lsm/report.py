@@ -222,7 +222,7 @@ def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="art
     if cohort is not None or dropped is not None:
         body += "<h3>Dropped when loading the cohort</h3>"
         body += _df_table(None if dropped is None else pd.DataFrame(dropped), 20, "dropped subjects")
-    excluded = pd.DataFrame(pv.get("excluded") or [])
+    excluded = result.excluded
     body += "<h3>Excluded from this analysis</h3>"
     body += _df_table(excluded, 20, "excluded subjects")
     parts.append(_section("cohort", "Cohort", body))
