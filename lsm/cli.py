@@ -217,13 +217,16 @@ def build_parser():
                    help="ttest, welch, brunner_munzel, regression (with covariates) or liebermeister")
     g.add_argument("--covariates", nargs="+", default=None, metavar="COLUMN",
                    help="phenotype columns entering the model (method regression)")
-    g.add_argument("--lesion-volume", default=None, metavar="MODE",
-                   help="lesion-volume control with method regression: covariate or dtlvc")
+    g.add_argument("--lesion-volume", default="none", choices=["none", "covariate", "dtlvc"],
+                   help="lesion-volume control with method regression: volume as a covariate, or "
+                   "direct total lesion volume control (dtlvc)")
+    g.add_argument("--volume-transform", default="linear", choices=["linear", "log"],
+                   help="how lesion volume enters the model with --lesion-volume covariate: ml or log10 ml")
     g.add_argument("--n-permutations", type=int, default=5000, help="permutations")
     g.add_argument("--correction", default="fwe",
                    help="fwe, cfwer, fdr_bh, fdr_by, cluster_size, cluster_mass, tfce or none")
-    g.add_argument("--cluster-threshold", type=float, default=None, metavar="P",
-                   help="uncorrected p forming clusters (cluster_size, cluster_mass)")
+    g.add_argument("--cluster-forming-p", type=float, default=None, metavar="P",
+                   help="uncorrected p forming clusters (cluster_size, cluster_mass); a p-value, not a size")
     g.add_argument("--alpha", type=float, default=0.05, help="significance level")
     g.add_argument("--alternative", default="two-sided", help="two-sided, greater or less")
     g.add_argument("--min-lesioned", default=None, metavar="N",
@@ -292,18 +295,26 @@ def build_parser():
     g.add_argument("--method", default="spearman", help="spearman, pearson or kendall")
     g.add_argument("--covariates", nargs="+", default=None, metavar="COLUMN",
                    help="phenotype columns to partial out")
-    g.add_argument("--log-volume", action="store_true", help="use log10 of the lesion volume")
+    g.add_argument("--volume-transform", default="linear", choices=["linear", "log"],
+                   help="lesion volume in ml or log10 ml (the correlation, and the territory-level "
+                   "test with --lesion-volume covariate)")
     g.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the interval (0: none)")
     g.add_argument("--territory-level", type=int, choices=[1, 2], default=None,
                    help="also test each territory's load at this atlas level")
     g.add_argument("--territory-method", default="spearman", choices=["spearman", "regression", "ordinal"],
                    help="statistic of the territory-level test: partial Spearman, OLS, or the "
                    "proportional-odds score test for an ordinal score such as mRS")
-    g.add_argument("--territory-lesion-volume", default="none", choices=["none", "linear", "log"],
-                   help="add lesion volume (ml, or log10 ml) to the nuisance variables of the "
-                   "territory-level test: which territory matters beyond size")
+    g.add_argument("--lesion-volume", default="none", choices=["none", "covariate"],
+                   help="covariate: lesion volume (as --volume-transform says) is a nuisance variable "
+                   "of the territory-level test: which territory matters beyond size")
     g.add_argument("--n-permutations", type=int, default=5000,
                    help="permutations of the territory-level test")
+    g.add_argument("--correction", default="fwe", choices=["fwe", "fdr_bh", "fdr_by", "none"],
+                   help="correction deciding significance in the territory-level test")
+    g.add_argument("--alpha", type=float, default=0.05, help="significance level of the territory-level test")
+    g.add_argument("--min-lesioned", default=None, metavar="N",
+                   help="test territories lesioned (and spared) in at least N subjects, or this "
+                   "fraction of them (a number < 1); default 0.05")
     g.add_argument("--random-state", type=int, default=0, help="seed of the bootstrap and permutations")
     _data_dir_option(p.add_argument_group("atlas"))
     p.set_defaults(func=_cmd_correlate)
@@ -455,9 +466,15 @@ def _cmd_demo(args):
     return EXIT_OK
 
 
-def _min_lesioned(value):
+def _none(value):
+    """The command line's "none" -> None."""
+    return None if value == "none" else value
+
+
+def _min_lesioned(value, default=None):
+    """--min-lesioned as an int (a count) or a float (a fraction); ``default`` when not given."""
     if value is None:
-        return None
+        return default
     try:
         number = float(value)
     except ValueError:
@@ -472,7 +489,10 @@ def _cmd_vlsm(args):
 
     _check_output_free(args.output, args.overwrite)
     # bad options fail before minutes of reading masks
-    check_vlsm_options(args.method, args.correction, args.alternative, args.lesion_volume, args.covariates)
+    lesion_volume = _none(args.lesion_volume)
+    check_vlsm_options(args.method, args.correction, args.alternative, lesion_volume, args.covariates,
+                       args.volume_transform, _min_lesioned(args.min_lesioned, 0.05), args.alpha,
+                       args.n_permutations, args.cluster_forming_p or 0.001)
     options = {
         "method": args.method,
         "covariates": args.covariates,
@@ -484,14 +504,15 @@ def _cmd_vlsm(args):
         "n_jobs": args.n_jobs,
         "verbose": _progress(args),
     }
-    if args.lesion_volume is not None:
-        options["lesion_volume"] = args.lesion_volume
+    if lesion_volume is not None:
+        options["lesion_volume"] = lesion_volume
+        options["volume_transform"] = args.volume_transform
     if args.min_lesioned is not None:
         options["min_lesioned"] = _min_lesioned(args.min_lesioned)
     if args.v is not None:
         options["v"] = args.v
-    if args.cluster_threshold is not None:
-        options["cluster_threshold"] = args.cluster_threshold
+    if args.cluster_forming_p is not None:
+        options["cluster_forming_p"] = args.cluster_forming_p
     cohort = _load(args)
     with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
         result = vlsm(cohort, args.score, **options)
@@ -624,9 +645,10 @@ _TERRITORY_LSM_DESCRIPTIONS = {
     "p_parametric": "Parametric p-value of t (n/a for an ordinal score).",
     "p_uncorrected": "Permutation p-value of r, uncorrected.",
     "p_fwe": "Permutation p-value corrected across territories (maximum statistic).",
-    "p_fdr": "Benjamini-Hochberg FDR-adjusted p_uncorrected.",
-    "p_corrected": "The corrected p-value used for significance (p_fwe).",
-    "significant": "p_corrected <= alpha (0.05).",
+    "p_fdr_bh": "Benjamini-Hochberg FDR-adjusted p_uncorrected.",
+    "p_fdr_by": "Benjamini-Yekutieli FDR-adjusted p_uncorrected.",
+    "p_corrected": "The corrected p-value used for significance (chosen by --correction).",
+    "significant": "p_corrected <= alpha (--alpha).",
     "not_tested": "Why the territory was not tested (empty when tested).",
 }
 
@@ -648,7 +670,7 @@ _CORRELATION_DESCRIPTIONS = {
     "method": "Correlation coefficient: spearman, pearson or kendall.",
     "partial": "True when covariates were partialled out of both variables.",
     "covariates": "Covariates partialled out (comma-separated; n/a when none).",
-    "log_volume": "True when the lesion volume was log10-transformed.",
+    "volume_transform": "Lesion volume in ml (linear) or log10 ml (log).",
     "n": "Subjects in the analysis.",
     "r": "Correlation coefficient (partial when covariates are given).",
     "p": "Two-sided p-value of r.",
@@ -675,13 +697,13 @@ def _cmd_correlate(args):
     with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
         corr = volume_score_correlation(
             cohort, args.score, method=args.method, covariates=args.covariates,
-            log_volume=args.log_volume, n_boot=args.n_boot, random_state=args.random_state,
+            volume_transform=args.volume_transform, n_boot=args.n_boot, random_state=args.random_state,
         )
         write_tsv(
             corr.to_dataframe(), tmp / "volumescore_correlation.tsv", _CORRELATION_DESCRIPTIONS, index=False,
             Description="Correlation between lesion volume and a clinical score.",
             Parameters={"score": args.score, "method": args.method, "covariates": args.covariates,
-                        "log_volume": args.log_volume, "n_boot": args.n_boot,
+                        "volume_transform": args.volume_transform, "n_boot": args.n_boot,
                         "random_state": args.random_state},
             Summary=str(corr.summary()),
         )
@@ -694,7 +716,9 @@ def _cmd_correlate(args):
             terr = territory_lsm(
                 cohort, args.score, level=args.territory_level, covariates=args.covariates,
                 method=args.territory_method,
-                lesion_volume=None if args.territory_lesion_volume == "none" else args.territory_lesion_volume,
+                lesion_volume=_none(args.lesion_volume), volume_transform=args.volume_transform,
+                correction=args.correction, alpha=args.alpha,
+                min_lesioned=_min_lesioned(args.min_lesioned, 0.05),
                 n_permutations=args.n_permutations, random_state=args.random_state, n_jobs=args.n_jobs,
             )
             write_tsv(terr.to_dataframe(), tmp / f"level-{args.territory_level}_territorylsm.tsv",
@@ -704,7 +728,10 @@ def _cmd_correlate(args):
                       Parameters={"score": args.score, "level": args.territory_level,
                                   "measure": terr.measure, "method": terr.method,
                                   "covariates": args.covariates,
-                                  "lesion_volume": args.territory_lesion_volume,
+                                  "lesion_volume": _none(args.lesion_volume),
+                                  "volume_transform": args.volume_transform,
+                                  "correction": args.correction, "alpha": args.alpha,
+                                  "min_lesioned_count": terr.params["min_lesioned_count"],
                                   "n_permutations": args.n_permutations,
                                   "random_state": args.random_state})
             _say(args, str(terr.summary()))
@@ -783,7 +810,8 @@ _PARAMETER_FLAGS = {
     "method": "--method", "correction": "--correction", "alternative": "--alternative",
     "covariates": "--covariates", "lesion_volume": "--lesion-volume", "alpha": "--alpha",
     "v": "--v", "min_lesioned": "--min-lesioned", "n_permutations": "--n-permutations",
-    "random_state": "--random-state", "n_jobs": "--n-jobs", "cluster_threshold": "--cluster-threshold",
+    "random_state": "--random-state", "n_jobs": "--n-jobs", "cluster_forming_p": "--cluster-forming-p",
+    "volume_transform": "--volume-transform", "atlas": "--atlas",
     "id_column": "--id-column", "target_img": "--target-img", "dictionary": "--dictionary",
     "threshold": "--mask-threshold", "by": "--by", "measure": "--measure", "level": "--level",
     "n_boot": "--n-boot", "data_dir": "--data-dir",

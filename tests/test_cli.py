@@ -442,18 +442,21 @@ def test_correlate_territory_level_matches_the_library(shared_data_dir, study, t
     out2 = tmp_path / "corr2"
     proc = run_lsm("correlate", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "score",
                    "--n-boot", "0", "--territory-level", "2", "--n-permutations", "200",
-                   "--territory-method", "regression", "--territory-lesion-volume", "log",
+                   "--territory-method", "regression", "--lesion-volume", "covariate",
+                   "--volume-transform", "log",
                    "--data-dir", shared_data_dir, "-o", out2)
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(out2 / "level-2_territorylsm.tsv", sep="\t", index_col=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LSMWarning)
         direct = lsm.territory_lsm(study["cohort"], "score", level=2, method="regression",
-                                   lesion_volume="log", n_permutations=200, random_state=0)
+                                   lesion_volume="covariate", volume_transform="log",
+                                   n_permutations=200, random_state=0)
     np.testing.assert_allclose(table["p_fwe"], direct.to_dataframe()["p_fwe"], rtol=1e-10)
     np.testing.assert_allclose(table["t"], direct.to_dataframe()["t"], rtol=1e-10)
     sidecar = json.loads((out2 / "level-2_territorylsm.json").read_text())
-    assert sidecar["Parameters"]["method"] == "regression" and sidecar["Parameters"]["lesion_volume"] == "log"
+    assert sidecar["Parameters"]["method"] == "regression" and sidecar["Parameters"]["lesion_volume"] == "covariate"
+    assert sidecar["Parameters"]["volume_transform"] == "log"
 
 
 def test_messages_never_name_temporary_folders(study, tmp_path):
