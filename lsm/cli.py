@@ -403,7 +403,7 @@ def _load(args):
     )
     if not args.quiet:
         print(f"cohort: {len(cohort)} subjects on a {cohort.shape} grid of {cohort.voxel_size[0]:g} mm voxels"
-              f"{f' ({len(cohort.dropped)} left out, listed with their reasons)' if len(cohort.dropped) else ''}")
+              f"{f' ({len(cohort.excluded)} left out, listed with their reasons)' if len(cohort.excluded) else ''}")
     return cohort
 
 
@@ -416,13 +416,13 @@ def _atlas(args):
     return "arterial"
 
 
-def _write_dropped(cohort, folder, extra=()):
-    """``dropped.tsv``: every subject left out, with the reason."""
+def _write_excluded(cohort, folder, extra=()):
+    """``excluded.tsv``: every subject left out, with the reason."""
     import pandas as pd
 
     from ._derivatives import write_tsv
 
-    dropped = cohort.dropped.copy()
+    dropped = cohort.excluded.copy()
     if extra:
         more = pd.DataFrame(
             [{"subject": e.get("subject"), "source": "analysis", "reason": e.get("reason")} for e in extra]
@@ -430,7 +430,7 @@ def _write_dropped(cohort, folder, extra=()):
         dropped = pd.concat([dropped, more], ignore_index=True)
     write_tsv(
         dropped,
-        folder / "dropped.tsv",
+        folder / "excluded.tsv",
         {
             "subject": "Subject ID (BIDS sub-<label>).",
             "source": "Lesion mask file, 'phenotype', or 'analysis'.",
@@ -518,7 +518,7 @@ def _cmd_vlsm(args):
         result = vlsm(cohort, args.score, **options)
         atlas = None if args.no_territories else "arterial"
         move_result_files(result, tmp, atlas=atlas)
-        _write_dropped(cohort, tmp, result.excluded.to_dict("records"))
+        _write_excluded(cohort, tmp, result.excluded.to_dict("records"))
         if not args.no_report:
             result.to_html(tmp / "report.html", cohort=cohort, atlas=atlas)
         _write_description(tmp, f"lsm VLSM of {args.score!r}", args)
@@ -555,15 +555,15 @@ def _cmd_territory_load(args):
             summary = territory_summary(cohort, level=level, atlas=atlas, n_jobs=args.n_jobs)
             write_tsv(summary.table, tmp / f"level-{level}_territorysummary.tsv", _SUMMARY_DESCRIPTIONS)
             _say(args, str(summary))
-        _write_dropped(cohort, tmp)
+        _write_excluded(cohort, tmp)
         _write_description(tmp, "lsm arterial-territory lesion load", args)
     _say(args, f"lsm: wrote {args.output}/")
     return EXIT_OK
 
 
 def _cmd_descriptors(args):
-    from ._utils import atomic_output_dir
     from ._derivatives import write_tsv
+    from ._utils import atomic_output_dir
     from .territory import lesion_descriptors
 
     _check_output_free(args.output, args.overwrite)
@@ -590,7 +590,7 @@ def _cmd_descriptors(args):
             "dominant_level2": "Level-2 territory holding the most lesioned voxels.",
             "dominant_level2_fraction": "Share of the lesion in that territory.",
         })
-        _write_dropped(cohort, tmp)
+        _write_excluded(cohort, tmp)
         _write_description(tmp, "lsm lesion descriptors", args)
     if not args.quiet:
         counts = table["hemisphere"].value_counts() if "hemisphere" in table else {}
@@ -629,7 +629,7 @@ def _cmd_overlap(args):
                 write_nifti(img, tmp / f"{_bids_value(args.by)}-{label}_desc-fraction_overlap.nii.gz",
                             f"Fraction of subjects with {args.by} = {value} lesioned in each voxel.",
                             column=args.by, value=str(value))
-        _write_dropped(cohort, tmp)
+        _write_excluded(cohort, tmp)
         _write_description(tmp, "lsm lesion overlap map", args)
     _say(args, f"{len(cohort)} subjects; lsm: wrote {args.output}/")
     return EXIT_OK
@@ -678,7 +678,7 @@ _CORRELATION_DESCRIPTIONS = {
     "ci_high": "Upper bound of the bootstrap (BCa) confidence interval of r.",
     "ci_level": "Confidence level of the interval.",
     "n_excluded": "Subjects left out of the analysis (missing score or covariate); listed in "
-                  "dropped.tsv with source 'analysis'.",
+                  "excluded.tsv with source 'analysis'.",
 }
 
 
@@ -737,7 +737,7 @@ def _cmd_correlate(args):
             _say(args, str(terr.summary()))
             listed = {e["subject"] for e in excluded}
             excluded += [e for e in terr.excluded.to_dict("records") if e["subject"] not in listed]
-        _write_dropped(cohort, tmp, excluded)
+        _write_excluded(cohort, tmp, excluded)
         _write_description(tmp, f"lsm lesion volume vs {args.score!r}", args)
     _say(args, f"lsm: wrote {args.output}/")
     return EXIT_OK
@@ -749,24 +749,24 @@ def _cmd_report(args):
     result = VLSMResult.load(args.result)
     output = args.output if args.output is not None else args.result / "report.html"
     _check_output_free(output, args.overwrite)
-    cohort = dropped = None
+    cohort = cohort_excluded = None
     if args.lesions:
         if not args.phenotype:
             raise ValueError("--lesions needs --phenotype (the cohort of the analysis).")
         # the cohort on the grid of the result, whatever the grid of its masks
         args.target_img, args.voxel_size = result.mask_img, None
         cohort = _load(args)
-    elif (args.result / "dropped.tsv").is_file():
+    elif (args.result / "excluded.tsv").is_file():
         # the drop list lsm vlsm saved beside the result (its 'analysis' rows are in the
         # result's provenance and shown separately)
         import pandas as pd
 
-        dropped = pd.read_csv(args.result / "dropped.tsv", sep="\t", dtype=str, keep_default_na=False)
-        if "source" in dropped:
-            dropped = dropped[dropped["source"] != "analysis"]
+        cohort_excluded = pd.read_csv(args.result / "excluded.tsv", sep="\t", dtype=str, keep_default_na=False)
+        if "source" in cohort_excluded:
+            cohort_excluded = cohort_excluded[cohort_excluded["source"] != "analysis"]
     atlas = None if args.no_territories else "arterial"
     result.to_html(output, cohort=cohort, overwrite=args.overwrite, title=args.title, atlas=atlas,
-                   dropped=dropped)
+                   cohort_excluded=cohort_excluded)
     _say(args, f"lsm: wrote {output}")
     return EXIT_OK
 
@@ -790,8 +790,10 @@ def _input_paths(args):
 
 
 def _check_output_spares_inputs(args):
-    """Refuse an output that is, or contains, one of the inputs: replacing it (--overwrite)
-    would delete the inputs."""
+    """Refuse an output that is, or contains, one of the inputs.
+
+    Replacing it (--overwrite) would delete the inputs.
+    """
     output = getattr(args, "output", None)
     if output is None:
         return
@@ -852,8 +854,11 @@ class _LogFormatter(logging.Formatter):
 
 
 class _OnceFilter(logging.Filter):
-    """Let each distinct warning through once per command (e.g. "atlas unavailable" would
-    otherwise be printed by both the cluster table and the report)."""
+    """Let each distinct warning through once per command.
+
+    For example "atlas unavailable" would otherwise be printed by both the cluster table
+    and the report.
+    """
 
     def __init__(self):
         super().__init__()
@@ -888,14 +893,18 @@ def _configure_logging(args):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """Python warnings as one ``lsm: warning: ...`` line, through the lsm logger's handler,
-    whose :class:`_OnceFilter` prints each distinct one once per command."""
+    """Python warnings as one ``lsm: warning: ...`` line, through the lsm logger's handler.
+
+    Its :class:`_OnceFilter` prints each distinct one once per command.
+    """
     logger.warning("warning: %s", _one_line(message))
 
 
 class _Terminated(BaseException):
-    """Raised in the main thread on SIGTERM, so that outputs being written are cleaned up
-    (like KeyboardInterrupt, it is not an Exception)."""
+    """Raised in the main thread on SIGTERM, so that outputs being written are cleaned up.
+
+    Like KeyboardInterrupt, it is not an Exception.
+    """
 
 
 def _on_sigterm(signum, frame):
@@ -903,8 +912,11 @@ def _on_sigterm(signum, frame):
 
 
 def _catch_sigterm():
-    """Turn SIGTERM into :class:`_Terminated` for this command; returns the previous
-    handler, or None when not in the main thread (where handlers cannot be set)."""
+    """Turn SIGTERM into :class:`_Terminated` for this command.
+
+    Returns the previous handler, or None when not in the main thread (where handlers
+    cannot be set).
+    """
     if threading.current_thread() is not threading.main_thread():
         return None
     old = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -205,9 +205,9 @@ def run_demo(
     import nibabel as nib
 
     from ._derivatives import dataset_description, move_result_files, write_json, write_nifti, write_tsv
+    from ._vlsm import vlsm
     from .simulate import make_synthetic_cohort
     from .territory import overlap_map
-    from ._vlsm import vlsm
 
     output = Path(output)
     n_subjects = int(n_subjects)

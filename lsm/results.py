@@ -39,7 +39,7 @@ _PREFIX = "vlsm"
 _RESULT_JSON = f"{_PREFIX}.json"
 _NULL_TSV = f"{_PREFIX}_null.tsv"
 _CLUSTERS_TSV = f"{_PREFIX}_clusters.tsv"
-_EXCLUDED_TSV = "excluded.tsv"
+_EXCLUDED_TSV = f"{_PREFIX}_excluded.tsv"
 _FORMAT_VERSION = 1
 
 #: attribute -> (file name, one-line description) of the core maps.
@@ -401,12 +401,12 @@ class VLSMResult(AnalysisResult):
     # ------------------------------------------------------------------ basic accessors
     @property
     def affine(self):
-        """ndarray of shape (4, 4): voxel-to-MNI affine of the grid."""
+        """Ndarray of shape (4, 4): voxel-to-MNI affine of the grid."""
         return self.stat.affine
 
     @property
     def shape(self):
-        """tuple of 3 int: the grid shape."""
+        """Tuple of 3 int: the grid shape."""
         return tuple(self.stat.shape[:3])
 
     @functools.cached_property
@@ -874,8 +874,11 @@ class VLSMResult(AnalysisResult):
                    null_statistic=meta.get("null_statistic"), excluded=excluded_frame(excluded))
 
     def plot(self, kind="stat_map", **kwargs):
-        """Plot the result: ``kind="stat_map"`` (:func:`lsm.plotting.plot_stat_map`),
-        ``"glass_brain"`` or ``"null"`` (the permutation null distribution).
+        """Plot the result: a statistical map, a glass brain or the permutation null.
+
+        ``kind="stat_map"``: :func:`lsm.plotting.plot_stat_map`; ``"glass_brain"``:
+        :func:`lsm.plotting.plot_glass_brain`; ``"null"``:
+        :func:`lsm.plotting.plot_null_distribution`.
 
         Parameters
         ----------

@@ -10,9 +10,8 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.miscmodels.ordinal_model import OrderedModel
 
-from lsm.clinical import territory_level
-from lsm._utils import check_random_state
-from lsm.clinical import outcome_model, territory_lsm, volume_score_correlation
+from lsm._validation import check_random_state
+from lsm.clinical import outcome_model, territory_level, territory_lsm, volume_score_correlation
 from lsm.exceptions import AnalysisError, DroppedSubjectsWarning, PhenotypeError
 from lsm.stats._permutation import draw_permutations
 

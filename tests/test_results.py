@@ -390,7 +390,7 @@ def test_save_load_round_trip(tmp_path):
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "lsm"
     loaded = VLSMResult.load(out)
     _assert_same(res, loaded)
-    assert "excluded.tsv" in names and "excluded.json" in names
+    assert "vlsm_excluded.tsv" in names and "vlsm_excluded.json" in names
     pd.testing.assert_frame_equal(loaded.excluded, res.excluded)
     assert list(loaded.excluded["subject"]) == ["sub-99"]
     # the map files are plain NIfTI readable by nibabel on their own

@@ -1,5 +1,7 @@
-"""Shared helpers of the clinical analyses: the analysis table, exclusions, lesion volume,
-collinearity checks, nuisance bases and ordinal outcomes.
+"""Shared helpers of the clinical analyses.
+
+The analysis table, exclusions, lesion volume, collinearity checks, nuisance bases and
+ordinal outcomes.
 """
 
 import warnings
@@ -108,8 +110,10 @@ def _source_frame(data, columns, *, territory_level=None, territory_measure=None
 
 
 def _to_numeric(series, column, role):
-    """Numeric float Series; an unparseable or infinite value raises naming the subject
-    and column (NaN stays: it is a missing value, excluded with its reason).
+    """Numeric float Series.
+
+    An unparseable or infinite value raises naming the subject and column (NaN stays: it
+    is a missing value, excluded with its reason).
     """
     if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         out = series.astype(float)

@@ -325,8 +325,10 @@ def _check_kendall_singular(T, names, n):
 
 
 def _partial_kendall_p(r, n, k):
-    """Two-sided p-value of a partial Kendall tau as in R's ppcor: normal approximation with
-    the null variance of Kendall's tau (no ties) at the sample size ``n - k``.
+    """Two-sided p-value of a partial Kendall tau as in R's ppcor.
+
+    Normal approximation with the null variance of Kendall's tau (no ties) at the sample
+    size ``n - k``.
     """
     m = n - k
     z = r / np.sqrt(2.0 * (2 * m + 5) / (9.0 * m * (m - 1)))
@@ -334,8 +336,9 @@ def _partial_kendall_p(r, n, k):
 
 
 def _corr_point(x, y, Z, method, tau=None):
-    """(r, p) for x, y of shape (n,) and covariates Z of shape (n, k); ``tau``: the tau-b
-    matrix of (x, y, covariates) when already computed (partial Kendall).
+    """(r, p) for x, y of shape (n,) and covariates Z of shape (n, k).
+
+    ``tau``: the tau-b matrix of (x, y, covariates) when already computed (partial Kendall).
     """
     n, k = len(x), Z.shape[1]
     if method == "kendall":
