@@ -897,10 +897,29 @@ class VLSMResult(AnalysisResult):
                 "null": plotting.plot_null_distribution}[kind]
         return func(self, **kwargs)
 
-    def to_html(self, path, cohort=None, overwrite=False, **kwargs):
-        """Write a self-contained HTML report; see :func:`lsm.report.make_report`."""
-        from .report import make_report
+    def to_html(self, path=None, cohort=None, overwrite=False, **kwargs):
+        """A self-contained HTML report (see :func:`lsm.report.make_report`).
 
+        Parameters
+        ----------
+        path : str or Path, optional
+            File to write (atomically); without it the HTML text is returned.
+        cohort : Cohort, optional
+            Adds the cohort description, its exclusions and the overlap map.
+        overwrite : bool, default=False
+            Replace an existing file.
+        **kwargs
+            Passed to :func:`lsm.report.make_report` (``title``, ``atlas``...).
+
+        Returns
+        -------
+        path : Path or str
+            The file written, or the HTML text when ``path`` is None.
+        """
+        from .report import make_report, report_html
+
+        if path is None:
+            return report_html(self, cohort, **kwargs)
         return make_report(self, path, cohort=cohort, overwrite=overwrite, **kwargs)
 
 

@@ -640,3 +640,13 @@ def test_clusters_property_against_scipy_label(seed, connectivity, density):
     assert sorted(got) == sorted(expected)
     assert table["n_voxels"].sum() == sig_vol.sum()
     assert list(table["n_voxels"]) == sorted(table["n_voxels"], reverse=True)
+
+
+def test_vlsm_result_follows_the_result_contract():
+    from lsm._result import AnalysisResult, Summary
+
+    res = make_result()
+    assert isinstance(res, AnalysisResult) and isinstance(res.summary(), Summary)
+    assert list(res.excluded.columns) == ["subject", "reason"]
+    page = res.to_html(atlas=None)
+    assert page.startswith("<!DOCTYPE html>") and "sub-99" in page
