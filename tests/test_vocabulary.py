@@ -70,6 +70,12 @@ def test_cohort_dropped_is_renamed():
     assert list(cohort.excluded.columns) == ["subject", "source", "reason"]
     with pytest.raises(AttributeError, match="renamed Cohort.excluded"):
         cohort.dropped  # noqa: B018
+    # atlas=None is "no atlas" everywhere: an error where labels are needed
+    for func in (lsm.territory_load, lsm.lesion_descriptors, lsm.territory_summary):
+        with pytest.raises(ValueError, match="'atlas' parameter.*got None"):
+            func(cohort, atlas=None)
+    with pytest.raises(ValueError, match="'atlas' parameter.*got None"):
+        lsm.outcome_model(cohort, "score", ["MCAL"], atlas=None)
 
 
 def test_docstring_filling_survives_python_OO():
