@@ -708,9 +708,9 @@ def _cmd_correlate(args):
             Summary=str(corr.summary()),
         )
         excluded = corr.excluded.to_dict("records")  # missing score or covariate
-        ax = corr.plot()
-        ax.figure.savefig(tmp / "volumescore_scatter.png", dpi=100, bbox_inches="tight")
-        plt.close(ax.figure)
+        fig = corr.plot()
+        fig.savefig(tmp / "volumescore_scatter.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
         _say(args, str(corr.summary()))
         if args.territory_level is not None:
             terr = territory_lsm(

@@ -888,14 +888,16 @@ class VLSMResult(AnalysisResult):
 
         Returns
         -------
-        display : nilearn display or matplotlib Axes
+        display : nilearn display or matplotlib Figure
+            The nilearn display of a map, the Figure of the null distribution.
         """
         from . import plotting
 
         check_option("kind", kind, ("stat_map", "glass_brain", "null"))
         func = {"stat_map": plotting.plot_stat_map, "glass_brain": plotting.plot_glass_brain,
                 "null": plotting.plot_null_distribution}[kind]
-        return func(self, **kwargs)
+        out = func(self, **kwargs)
+        return out.figure if kind == "null" else out
 
     def to_html(self, path=None, cohort=None, overwrite=False, **kwargs):
         """A self-contained HTML report (see :func:`lsm.report.make_report`).

@@ -352,10 +352,10 @@ def test_correlation_result_api(frame):
     assert res.provenance["random_state"] == 0 and res.provenance["versions"]["scipy"]
     assert res.params["n_boot"] == 100 and res.params["volume_transform"] == "log"
     assert "<pre>" in res._repr_html_()
-    ax = res.plot()
+    ax = res.plot().axes[0]
     assert ax.get_xscale() == "log"
     assert len(ax.collections) == 2  # scatter + CI band
-    ax2 = res.plot(volume_transform="linear", ci=False)
+    ax2 = res.plot(volume_transform="linear", ci=False).axes[0]
     assert ax2.get_xscale() == "linear" and len(ax2.collections) == 1
     matplotlib.pyplot.close("all")
 
@@ -469,7 +469,7 @@ def test_outcome_model_exclusions_and_plot(frame):
     assert res.n == len(f) - 2
     assert list(res.excluded["reason"]) == ["missing outcome 'mrs'", "missing predictor 'age'"]
     assert res.to_dataframe().shape[0] == 2
-    ax = res.plot()
+    ax = res.plot().axes[0]
     assert ax.get_xscale() == "log"
     assert "<table" in res._repr_html_()
     matplotlib.pyplot.close("all")
@@ -644,7 +644,7 @@ def test_territory_lsm_table_and_planted_effect(frame):
     np.testing.assert_allclose(tab.loc[TERR, "p_fdr_by"], fdr_by)
     above = tab.loc[TERR, "r"].abs() > res.r_critical
     np.testing.assert_array_equal(above, tab.loc[TERR, "p_fwe"] <= 0.05)
-    ax = res.plot()
+    ax = res.plot().axes[0]
     assert len(ax.patches) == len(TERR)
     assert "MCAL" in res.summary() and "<pre>" in res._repr_html_()
     matplotlib.pyplot.close("all")
@@ -657,7 +657,7 @@ def test_territory_lsm_plot_labels_fit_in_the_figure(frame):
 
     res = territory_lsm(frame, "nihss", territories=TERR, covariates="age", n_permutations=99,
                         random_state=0)
-    ax = res.plot()
+    ax = res.plot().axes[0]
     fig = ax.figure
     fig.savefig(io.BytesIO(), format="png", bbox_inches=None)
     fig.canvas.draw()
@@ -833,7 +833,7 @@ def test_territory_lsm_correction_choice(frame, correction, column):
     # the same permutations whatever the correction: only the decision column changes
     fwe = territory_lsm(frame, "nihss", territories=TERR, n_permutations=199, random_state=1)
     np.testing.assert_array_equal(res.null_max, fwe.null_max)
-    ax = res.plot(sort=True)
+    ax = res.plot(sort=True).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == list(
         res.table.sort_values("r", ascending=False).index
     )

@@ -650,3 +650,10 @@ def test_vlsm_result_follows_the_result_contract():
     assert list(res.excluded.columns) == ["subject", "reason"]
     page = res.to_html(atlas=None)
     assert page.startswith("<!DOCTYPE html>") and "sub-99" in page
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = res.plot(kind="null")
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes[0].patches) > 0
+    with pytest.raises(ValueError, match="'kind' parameter"):
+        res.plot(kind="histogram")

@@ -157,7 +157,8 @@ class CorrelationResult(TableResult):
 
         Returns
         -------
-        ax : matplotlib Axes
+        fig : matplotlib Figure
+            The figure holding the plot (that of ``ax`` when given).
         """
         import matplotlib.pyplot as plt
         import statsmodels.api as sm
@@ -195,7 +196,7 @@ class CorrelationResult(TableResult):
         )
         ax.set_xlabel("lesion volume (ml)")
         ax.set_ylabel(self.score)
-        return ax
+        return ax.figure
 
 
 # --------------------------------------------------------------------------------------

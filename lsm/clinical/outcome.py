@@ -107,7 +107,17 @@ class OutcomeModelResult(TableResult):
         return self.table.copy()
 
     def plot(self, ax=None):
-        """Forest plot of odds ratios (log axis) or OLS coefficients with their CIs."""
+        """Forest plot of odds ratios (log axis) or OLS coefficients with their CIs.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Axes to draw on (a new figure when None).
+
+        Returns
+        -------
+        fig : matplotlib Figure
+        """
         import matplotlib.pyplot as plt
 
         if ax is None:
@@ -127,7 +137,7 @@ class OutcomeModelResult(TableResult):
         ax.set_yticks(ypos, [str(i) for i in tab.index])
         ax.set_xlabel(f"{label} ({100 * self.params.get('ci', 0.95):g}% CI)")
         ax.set_title(f"{self.outcome} ({self.family}, n = {self.n})", fontsize=9)
-        return ax
+        return ax.figure
 
 
 # --------------------------------------------------------------------------------------

@@ -158,7 +158,8 @@ class TerritoryLSMResult(TableResult):
 
         Returns
         -------
-        ax : matplotlib Axes
+        fig : matplotlib Figure
+            The figure holding the plot (that of ``ax`` when given).
         """
         import matplotlib.pyplot as plt
 
@@ -182,7 +183,7 @@ class TerritoryLSMResult(TableResult):
             f"p <= {self.alpha:g}",
             fontsize=9,
         )
-        return ax
+        return ax.figure
 
 
 def _psr(codes, cum):
