@@ -6,7 +6,7 @@ Three questions, asked in this order in most stroke studies:
    Pearson or Kendall, partial correlation given covariates, BCa bootstrap CI).
 2. *What predicts outcome?* :func:`outcome_model` (OLS, proportional-odds ordinal model
    for the modified Rankin scale, or logistic regression on a documented dichotomy),
-   returning the :mod:`statsmodels` results object.
+   keeping the :mod:`statsmodels` results object.
 3. *Which arterial territory matters beyond size?* :func:`territory_lsm`: one test per
    territory with a max-statistic permutation family-wise error (FWE) correction across
    territories, Freedman–Lane when covariates (such as lesion volume) are given.
@@ -14,8 +14,16 @@ Three questions, asked in this order in most stroke studies:
 Each function accepts a :class:`lsm.Cohort` or a :class:`pandas.DataFrame` indexed by
 subject (for a DataFrame, lesion volume is read from a ``"lesion_volume"`` column, in ml).
 Subjects missing a needed value are excluded, and every exclusion is listed with its
-reason in the result's ``excluded`` table.
+reason in the result's ``excluded`` table. Every result follows the result contract of
+:mod:`lsm._result` (``params``, ``provenance``, ``excluded``, ``summary()``, ``plot()``,
+``to_html()``, ``save()`` / ``load()``).
+
+One module per analysis: :mod:`~lsm.clinical.correlation`, :mod:`~lsm.clinical.outcome`,
+:mod:`~lsm.clinical.territory_level`; :mod:`~lsm.clinical._common` holds what they share
+(the analysis table and its exclusions, lesion volume, collinearity checks). The
+territory-level permutations run on :func:`lsm.stats.partial_correlation_test`.
 """
+
 from .correlation import CorrelationResult, volume_score_correlation
 from .outcome import OutcomeModelResult, outcome_model
 from .territory_level import TerritoryLSMResult, territory_lsm
