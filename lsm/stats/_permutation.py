@@ -25,6 +25,7 @@ from scipy import special
 from .._validation import check_alpha, check_min_lesioned, check_option, check_random_state
 from ..exceptions import AnalysisError
 from . import _statistics as st
+from ._core import run_permutations
 from ._correction import (
     CORRECTIONS,
     MAP_CORRECTIONS,
@@ -235,7 +236,7 @@ def _z_maps(design, x, info, perms, chunks, alternative, floor):
     return np.concatenate(parts, axis=0)
 
 
-def _map_null_batch(design, x, info, perms, chunks, inverse, grid, alternative, kind, params):
+def _map_null_batch(perms, design, x, info, chunks, inverse, grid, alternative, kind, params):
     """Worker: maximum cluster statistic or TFCE value of each permutation of a batch."""
     floor = params["z_threshold"] if kind != "tfce" else 0.0
     z = _z_maps(design, x, info, perms, chunks, alternative, floor)[inverse]
@@ -505,12 +506,10 @@ def voxelwise_test(
         tail_p = cluster_forming_p / 2 if alternative == "two-sided" else cluster_forming_p
         params = {"z_threshold": float(-special.ndtri(tail_p)), "tfce_step": float(tfce_step)}
         map_batch = max(1, min(batch, math.ceil(n_perm / (4 * n_workers))))
-        bounds = list(range(0, n_perm, map_batch)) + [n_perm]
-        tasks = [
-            (design, x, info, perms[a:b], chunks, inverse, grid, alternative, correction, params)
-            for a, b in zip(bounds[:-1], bounds[1:])
-        ]
-        parts = parallel_map(_map_null_batch, tasks, n_jobs=n_jobs, verbose=verbose, desc="permutations")
+        parts = run_permutations(
+            _map_null_batch, perms, args=(design, x, info, chunks, inverse, grid, alternative, correction, params),
+            chunk_size=map_batch, n_jobs=n_jobs, verbose=verbose,
+        )
         null = np.concatenate(parts)
         z_vox = z[inverse]
         if correction == "tfce":
