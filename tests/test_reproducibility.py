@@ -74,7 +74,8 @@ def assert_same(a, b):
     assert a.params == b.params or {k: v for k, v in a.params.items() if k != "n_jobs"} == {
         k: v for k, v in b.params.items() if k != "n_jobs"
     }
-    stable = lambda r: {k: v for k, v in r.provenance.items() if k not in VOLATILE}  # noqa: E731
+    # n_jobs is recorded in the provenance (the run setting), the only entry allowed to differ
+    stable = lambda r: {k: v for k, v in r.provenance.items() if k not in VOLATILE | {"n_jobs"}}  # noqa: E731
     assert stable(a) == stable(b)
 
 
@@ -161,6 +162,8 @@ def _folder_content(path):
                         prov.pop(key, None)
             if isinstance(meta.get("params"), dict):
                 meta["params"].pop("n_jobs", None)
+            if isinstance(meta.get("provenance"), dict):
+                meta["provenance"].pop("n_jobs", None)
             data = json.dumps(meta, sort_keys=True).encode()
         content[file.name] = data
     return content
