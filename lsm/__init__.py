@@ -20,6 +20,7 @@ _LAZY = {
     "load_dictionary": "lsm.dictionary",
     "vlsm": "lsm._vlsm",
     "VLSMResult": "lsm.results",
+    "Summary": "lsm._result",
     "territory_load": "lsm.territory",
     "lesion_descriptors": "lsm.territory",
     "overlap_map": "lsm.territory",

@@ -72,15 +72,22 @@ def json_text(obj):
     return json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
 
 
-def dataset_description(name, **extra):
-    """Build a BIDS ``dataset_description.json`` dict for an lsm derivative folder."""
+def dataset_description(name, provenance=None, **extra):
+    """A BIDS ``dataset_description.json`` dict for an lsm derivative folder.
+
+    ``GeneratedBy.Version`` is the lsm version that made the result, read from
+    ``provenance`` (``"lsm_version"``, else ``versions["lsm"]``) when given, else the
+    running version.
+    """
     from . import __version__
 
+    provenance = provenance or {}
+    made_by = provenance.get("lsm_version") or (provenance.get("versions") or {}).get("lsm")
     desc = {
         "Name": name,
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "lsm", "Version": __version__}],
+        "GeneratedBy": [{"Name": "lsm", "Version": made_by or __version__}],
     }
     desc.update(extra)
     return desc

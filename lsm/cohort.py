@@ -31,10 +31,10 @@ from ._images import (
     regrid_indices,
     same_grid,
 )
-from ._utils import check_option
+from ._validation import check_n_jobs, check_option
 from .dictionary import _as_text, load_dictionary
 from .exceptions import CohortError, DroppedSubjectsWarning, LesionImageError, PhenotypeError, ResamplingWarning
-from .stats._parallel import check_n_jobs, parallel_map
+from .stats._parallel import parallel_map
 
 __all__ = ["Cohort", "load_cohort", "read_phenotype", "normalize_id", "subject_from_filename"]
 
@@ -42,7 +42,7 @@ logger = logging.getLogger("lsm")
 
 _SUB_ENTITY = re.compile(r"sub-([A-Za-z0-9]+)")
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
-DROPPED_COLUMNS = ["subject", "source", "reason"]
+COHORT_EXCLUDED_COLUMNS = ["subject", "source", "reason"]
 
 
 # --------------------------------------------------------------------------- IDs
@@ -317,7 +317,7 @@ def load_cohort(
         are lesioned (for probabilistic or 0/255 masks).
     on_invalid : {"drop", "raise"}
         What to do with an invalid mask (unreadable, not 3D, NaN, non-binary, empty):
-        list it in ``dropped`` (with a warning) or raise :class:`~lsm.exceptions.LesionImageError`.
+        list it in ``excluded`` (with a warning) or raise :class:`~lsm.exceptions.LesionImageError`.
     space : {"MNI", "native"}
         ``"native"`` marks masks in each subject's own space (e.g. ISLES'24 CT); voxel-wise
         analyses refuse such a cohort.
@@ -393,13 +393,13 @@ def load_cohort(
         more = f"; and {len(dropped) - 5} more" if len(dropped) > 5 else ""
         raise LesionImageError(f"Every lesion mask is invalid: {shown}{more}.")
     kept = [s for s in joined if s in indices]
-    dropped_df = pd.DataFrame(dropped, columns=DROPPED_COLUMNS)
+    dropped_df = pd.DataFrame(dropped, columns=COHORT_EXCLUDED_COLUMNS)
     if len(dropped_df):
         counts = dropped_df["reason"].str.replace(r":.*", "", regex=True).value_counts()
         warnings.warn(
             f"{len(dropped_df)} subject(s) excluded while joining masks and phenotype ("
             + "; ".join(f"{n} {r}" for r, n in counts.items())
-            + "). See Cohort.dropped.",
+            + "). See Cohort.excluded.",
             DroppedSubjectsWarning,
             stacklevel=2,
         )
@@ -418,7 +418,7 @@ def load_cohort(
         clean.loc[kept],
         affine,
         shape,
-        dropped=dropped_df,
+        excluded=dropped_df,
         sources={s: _source_name(sources[s]) for s in kept},
         native_volumes_ml=volumes,
         space=space,
@@ -464,7 +464,7 @@ class Cohort:
     affine : ndarray of shape (4, 4)
     shape : tuple of 3 ints
     space : {"MNI", "native"}
-    dropped : DataFrame
+    excluded : DataFrame
         ``subject``, ``source``, ``reason``: one row per excluded subject.
     coerced : DataFrame
         Phenotype values changed during validation (top-coded or coerced to missing).
@@ -480,7 +480,7 @@ class Cohort:
         affine,
         shape,
         *,
-        dropped=None,
+        excluded=None,
         sources=None,
         native_volumes_ml=None,
         space="MNI",
@@ -498,8 +498,9 @@ class Cohort:
         self._indices = {s: np.asarray(lesion_indices[s]) for s in subjects}
         self.phenotype = phenotype
         self.phenotype.index.name = "participant_id"
-        self.dropped = (
-            dropped.reset_index(drop=True) if dropped is not None else pd.DataFrame(columns=DROPPED_COLUMNS)
+        self.excluded = (
+            excluded.reset_index(drop=True) if excluded is not None
+            else pd.DataFrame(columns=COHORT_EXCLUDED_COLUMNS)
         )
         self.sources = dict(sources or {})
         vox_ml = self.voxel_volume_ml
@@ -522,7 +523,7 @@ class Cohort:
     def __repr__(self):
         return (
             f"<Cohort: {len(self)} subjects, grid {self.shape} at {self.voxel_size} mm, "
-            f"space {self.space}, {len(self.dropped)} dropped, "
+            f"space {self.space}, {len(self.excluded)} excluded, "
             f"phenotype columns {list(self.phenotype.columns)}>"
         )
 
@@ -607,17 +608,22 @@ class Cohort:
         return sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.n_voxels))
 
     # ---------------------------------------------------------- derived cohorts
+    @property
+    def dropped(self):
+        """Renamed :attr:`excluded` (lsm 0.2)."""
+        raise AttributeError("Cohort.dropped was renamed Cohort.excluded (columns subject, source, reason).")
+
     def _subset(self, subjects, extra_dropped=()):
-        dropped = self.dropped
+        dropped = self.excluded
         if extra_dropped:
-            extra = pd.DataFrame(list(extra_dropped), columns=DROPPED_COLUMNS)
+            extra = pd.DataFrame(list(extra_dropped), columns=COHORT_EXCLUDED_COLUMNS)
             dropped = pd.concat([dropped, extra], ignore_index=True)
         return Cohort(
             {s: self._indices[s] for s in subjects},
             self.phenotype.loc[subjects],
             self.affine,
             self.shape,
-            dropped=dropped,
+            excluded=dropped,
             sources={s: self.sources.get(s) for s in subjects if s in self.sources},
             native_volumes_ml={s: self._native_volumes[s] for s in subjects},
             space=self.space,
@@ -639,7 +645,7 @@ class Cohort:
         Returns
         -------
         Cohort
-            The excluded subjects are appended to ``dropped`` with their reason.
+            The excluded subjects are appended to ``excluded`` with their reason.
         """
         keep = list(self.subjects)
         extra = []
@@ -696,7 +702,7 @@ class Cohort:
             self.phenotype,
             affine,
             shape,
-            dropped=self.dropped,
+            excluded=self.excluded,
             sources=self.sources,
             native_volumes_ml=self._native_volumes,
             space=self.space,
@@ -725,9 +731,9 @@ class Cohort:
                 top = values.value_counts().head(4)
                 detail = ", ".join(f"{k}: {v}" for k, v in top.items())
             lines.append(f"    {col}: {n} non-missing; {detail}")
-        if len(self.dropped):
-            lines.append(f"  dropped: {len(self.dropped)}")
-            reasons = self.dropped["reason"].str.replace(r":.*", "", regex=True).value_counts()
+        if len(self.excluded):
+            lines.append(f"  excluded: {len(self.excluded)}")
+            reasons = self.excluded["reason"].str.replace(r":.*", "", regex=True).value_counts()
             lines.extend(f"    {n} x {r}" for r, n in reasons.items())
         if len(self.coerced):
             lines.append(f"  phenotype values changed during validation: {len(self.coerced)} (see Cohort.coerced)")

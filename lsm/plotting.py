@@ -10,7 +10,7 @@ import math
 import nibabel as nib
 import numpy as np
 
-from ._utils import check_option
+from ._validation import check_option
 
 __all__ = [
     "overlap_image",

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._utils import check_random_state
+from ._validation import check_random_state
 from .exceptions import DroppedSubjectsWarning
 
 __all__ = ["make_synthetic_cohort", "synthetic_grid"]

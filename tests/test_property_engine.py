@@ -283,11 +283,11 @@ def check_result(result, cohort, spec, excluded, analysed):
     prov = result.provenance
     # ---- every subject accounted for
     assert prov["subjects"] == analysed
-    got_excluded = {e["subject"]: e["reason"] for e in prov["excluded"]}
+    got_excluded = dict(zip(result.excluded["subject"], result.excluded["reason"]))
     assert set(got_excluded) == set(excluded)
     for subject, keyword in excluded.items():
         assert keyword in got_excluded[subject], (subject, got_excluded[subject])
-    assert prov["n_subjects"] + len(prov["excluded"]) == len(cohort)
+    assert prov["n_subjects"] + len(result.excluded) == len(cohort)
     # ---- not degenerate
     y = cohort.phenotype.loc[analysed, "score"].to_numpy()
     assert np.all(np.isfinite(y)), "an infinite score was analysed"

@@ -68,13 +68,13 @@ def make_result(seed=0, **overrides):
                 "random_state": np.int64(7), "min_lesioned": 0.05, "min_lesioned_count": 2,
                 "n_jobs": 1, "lesion_volume": None},
         provenance={"n_subjects": np.int64(40), "subjects": [f"sub-{i:02d}" for i in range(40)],
-                    "excluded": [{"subject": "sub-99", "reason": "missing score 'nihss'"}],
                     "n_voxels_tested": n_tested, "n_unique_patterns": np.int32(321),
                     "runtime_s": np.float64(1.25), "created": "2026-01-01T00:00:00",
                     "numpy": np.__version__, "weird": float("nan")},
         extra_maps={"tfce": np.abs(z) * 10},
         observed=6.0,
         null_statistic="max_abs_z",
+        excluded=[{"subject": "sub-99", "reason": "missing score 'nihss'"}],
     )
     kwargs.update(overrides)
     return VLSMResult.from_arrays(**kwargs)
@@ -390,6 +390,9 @@ def test_save_load_round_trip(tmp_path):
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "lsm"
     loaded = VLSMResult.load(out)
     _assert_same(res, loaded)
+    assert "vlsm_excluded.tsv" in names and "vlsm_excluded.json" in names
+    pd.testing.assert_frame_equal(loaded.excluded, res.excluded)
+    assert list(loaded.excluded["subject"]) == ["sub-99"]
     # the map files are plain NIfTI readable by nibabel on their own
     z = nib.load(out / "vlsm_stat-z_statmap.nii.gz").get_fdata()
     np.testing.assert_array_equal(z, res.z.get_fdata())
@@ -674,3 +677,20 @@ def test_dataset_description_without_a_recorded_version_names_the_running_one(tm
     out = make_result(provenance={}).save(tmp_path / "res", atlas=None)
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["GeneratedBy"][0]["Version"] == lsm.__version__
+
+
+def test_vlsm_result_follows_the_result_contract():
+    from lsm._result import AnalysisResult, Summary
+
+    res = make_result()
+    assert isinstance(res, AnalysisResult) and isinstance(res.summary(), Summary)
+    assert list(res.excluded.columns) == ["subject", "reason"]
+    page = res.to_html(atlas=None)
+    assert page.startswith("<!DOCTYPE html>") and "sub-99" in page
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = res.plot(kind="null")
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes[0].patches) > 0
+    with pytest.raises(ValueError, match="'kind' parameter"):
+        res.plot(kind="histogram")

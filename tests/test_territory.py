@@ -600,7 +600,7 @@ def test_plot_territory_summary(cohort, atlas):
 @pytest.fixture(scope="module")
 def soop_all(soop_cohort, shared_data_dir):
     """All 1,449 SOOP masks (the 1,265 with a participants row plus the 184 without)."""
-    extra = soop_cohort.dropped[soop_cohort.dropped["reason"] == "lesion mask without a phenotype row"]
+    extra = soop_cohort.excluded[soop_cohort.excluded["reason"] == "lesion mask without a phenotype row"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lsm.exceptions.DroppedSubjectsWarning)
         others = lsm.load_cohort(dict(zip(extra["subject"], extra["source"])),

@@ -396,11 +396,10 @@ def load_atlas_r2(root, release="2.0", *, metadata=None, session=None, rename=No
 
 
 def _one_row_per_subject(phenotype, sessions):
-    """Keep one metadata row per subject: that of the session whose mask was loaded.
+    """Keep one metadata row per subject: the row of the session whose mask was loaded.
 
-    Where a subject has several metadata rows (one per session), the row of the session
-    whose mask was loaded is kept ("ses-1" and "1", "t01" and "t1" match). A subject
-    without a loaded mask keeps its first row, so the join lists it in ``dropped``.
+    "ses-1" and "1", "t01" and "t1" match. A subject without a loaded mask keeps its first
+    row, so the join lists it in ``excluded``.
     """
     if "session" not in phenotype.columns:
         return phenotype

@@ -7,6 +7,7 @@ images around it.
 
 from ._core import PERMUTATION_CHUNK, PermutationTest, max_statistic_test, run_permutations
 from ._correction import CORRECTIONS, permutation_pvalues, permutation_threshold
+from ._freedman_lane import partial_correlation_null, partial_correlation_test
 from ._parallel import parallel_map
 from ._patterns import unique_patterns
 from ._permutation import (
@@ -31,6 +32,8 @@ __all__ = [
     "VoxelwiseResult",
     "draw_permutations",
     "parallel_map",
+    "partial_correlation_null",
+    "partial_correlation_test",
     "resolve_min_lesioned",
     "t_to_z",
     "unique_patterns",

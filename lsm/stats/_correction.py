@@ -1,5 +1,6 @@
-"""Multiple-comparison corrections: max-statistic (FWE), v-th largest (CFWER), FDR,
-cluster size / mass and TFCE.
+"""Multiple-comparison corrections.
+
+Max-statistic (FWE), v-th largest (CFWER), FDR, cluster size / mass and TFCE.
 
 Every permutation p-value is ``(1 + #{null >= observed}) / (1 + n_permutations)``.
 """
