@@ -1,0 +1,208 @@
+"""SVR-LSM: the array engine against scikit-learn's feature-space SVR and brute-force
+permutation loops, the cohort wrapper, its result and command line."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy import ndimage, stats
+from sklearn.metrics.pairwise import linear_kernel, rbf_kernel
+from sklearn.svm import SVR
+
+from lsm.exceptions import AnalysisError
+from lsm.stats import draw_permutations
+from lsm.stats._svr import gram_matrix, residual_projector, svr_kernel, svr_test
+
+C, EPS = 30.0, 0.1
+
+
+def _data(n=40, p=60, seed=0, effect=True):
+    rng = np.random.default_rng(seed)
+    X = (rng.random((n, p)) < 0.3).astype(float)
+    X[:, 10] = X[:, 11]  # two voxels sharing a lesion pattern
+    X[:, 20] = X[:, 11]
+    y = (X[:, :5].sum(1) if effect else 0.0) + rng.normal(size=n)
+    return X, y
+
+
+def _hand_processed(X, y, lesion_volume):
+    """Lesion data and score processed by hand (numpy lstsq), as the GUI describes it."""
+    n = len(y)
+    vol = X.sum(1)
+    Z = np.column_stack([np.ones(n), vol])
+    Xp, yp = X.copy(), y.copy()
+    if lesion_volume in ("dtlvc", "dtlvc+covariate"):
+        Xp = Xp / np.sqrt(vol)[:, None]
+    if lesion_volume in ("lesion", "both"):
+        Xp = Xp - Z @ np.linalg.lstsq(Z, Xp, rcond=None)[0]
+    if lesion_volume in ("covariate", "both", "dtlvc+covariate"):
+        yp = y - Z @ np.linalg.lstsq(Z, y, rcond=None)[0]
+    return Xp, yp
+
+
+def _engine_args(X, lesion_volume):
+    vol = X.sum(1)
+    return dict(
+        lesion_scale=1 / np.sqrt(vol) if lesion_volume in ("dtlvc", "dtlvc+covariate") else None,
+        lesion_nuisance=vol if lesion_volume in ("lesion", "both") else None,
+        score_nuisance=vol if lesion_volume in ("covariate", "both", "dtlvc+covariate") else None,
+    )
+
+
+LV = [None, "dtlvc", "covariate", "lesion", "both", "dtlvc+covariate"]
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "linear"])
+@pytest.mark.parametrize("lesion_volume", LV)
+def test_beta_equals_sklearn_back_projection(kernel, lesion_volume):
+    X, y = _data()
+    res = svr_test(sp.csr_matrix(X), y, kernel=kernel, gamma=0.05, n_permutations=5, min_lesioned=2,
+                   random_state=0, **_engine_args(X, lesion_volume))
+    Xp, yp = _hand_processed(X, y, lesion_volume)
+    model = SVR(kernel=kernel, gamma=0.05, C=C, epsilon=EPS).fit(Xp[:, res.tested], yp)
+    beta = (model.dual_coef_ @ model.support_vectors_)[0]
+    np.testing.assert_allclose(res.beta, beta, rtol=1e-6, atol=1e-9 * np.abs(beta).max())
+    np.testing.assert_allclose(res.intercept, model.intercept_[0], rtol=1e-6)
+    assert res.beta[10] == res.beta[11] == res.beta[20]  # one pattern, one beta
+    assert res.n_unique_patterns == 58
+
+
+def test_kernel_and_residualisation_against_hand_computation():
+    X, y = _data(seed=1)
+    vol = X.sum(1)
+    Z = np.column_stack([np.ones(len(y)), vol, np.arange(len(y)) % 3])
+    M = residual_projector(Z[:, 1:], len(y))
+    np.testing.assert_allclose(M @ y, y - Z @ np.linalg.lstsq(Z, y, rcond=None)[0], atol=1e-10)
+    Xr = X - Z @ np.linalg.lstsq(Z, X, rcond=None)[0]
+    from lsm.stats import unique_patterns
+
+    P, inv, counts = unique_patterns(sp.csr_matrix(X))
+    scale = 1 / np.sqrt(vol)
+    G = gram_matrix(P, counts, scale)
+    np.testing.assert_allclose(G, linear_kernel(X * scale[:, None]), atol=1e-12)
+    np.testing.assert_allclose(svr_kernel(gram_matrix(P, counts), "rbf", 0.03, M), rbf_kernel(Xr, gamma=0.03),
+                               atol=1e-12)
+    np.testing.assert_allclose(svr_kernel(gram_matrix(P, counts), "linear", 1.0, M), linear_kernel(Xr),
+                               atol=1e-10)
+    with pytest.raises(AnalysisError, match="collinear"):
+        residual_projector(np.column_stack([vol, 2 * vol]), len(y))
+
+
+def _brute_force_nulls(X, y, perms, kernel="rbf", gamma=0.05):
+    """Null betas refitting scikit-learn's SVR in feature space for every permutation."""
+    return np.array([(lambda m: (m.dual_coef_ @ m.support_vectors_)[0])(
+        SVR(kernel=kernel, gamma=gamma, C=C, epsilon=EPS).fit(X, y[perm])) for perm in perms])
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_pvalues_match_brute_force_refits(alternative):
+    X, y = _data(n=30, p=40, seed=2)
+    B = 40
+    res = svr_test(sp.csr_matrix(X), y, gamma=0.05, n_permutations=B, min_lesioned=3,
+                   alternative=alternative, random_state=7)
+    Xt = X[:, res.tested]
+    null = _brute_force_nulls(Xt, y, draw_permutations(B, len(y), 7))
+    tr = {"two-sided": np.abs, "greater": lambda a: a, "less": lambda a: -a}[alternative]
+    beta = res.beta
+    p = (1 + (tr(null) >= tr(beta) - 1e-9 * np.abs(beta).max()).sum(0)) / (1 + B)
+    np.testing.assert_allclose(res.p, p)
+    sd = null.std(0)
+    np.testing.assert_allclose(res.null_sd, sd, rtol=1e-6)
+    np.testing.assert_allclose(res.z, beta / sd, rtol=1e-6)
+    null_max = tr(null / sd).max(1)
+    np.testing.assert_allclose(res.null_distribution, null_max, rtol=1e-6)
+    p_fwe = (1 + (null_max[None, :] >= tr(beta / sd)[:, None] - 1e-9).sum(1)) / (1 + B)
+    np.testing.assert_allclose(res.p_corrected, p_fwe)
+    np.testing.assert_array_equal(res.significant, res.p_corrected <= 0.05)
+
+
+def test_cfwer_counts_voxels_of_a_shared_pattern():
+    X, y = _data(n=30, p=40, seed=3)
+    B = 30
+    res = svr_test(sp.csr_matrix(X), y, gamma=0.05, n_permutations=B, min_lesioned=3, correction="cfwer",
+                   v=3, random_state=1)
+    null = _brute_force_nulls(X[:, res.tested], y, draw_permutations(B, len(y), 1))
+    z = np.abs(null / null.std(0))
+    third = -np.sort(-z, axis=1)[:, 2]  # the third largest over voxels (duplicates counted)
+    np.testing.assert_allclose(res.null_distribution, third, rtol=1e-6)
+
+
+def test_cluster_size_matches_brute_force_labelling():
+    rng = np.random.default_rng(4)
+    shape = (6, 6, 5)
+    n = 36
+    vol = np.zeros((n,) + shape)
+    for i in range(n):  # boxes of damage: neighbouring voxels share subjects
+        c = rng.integers(0, 4, 3)
+        vol[i, c[0]:c[0] + 3, c[1]:c[1] + 3, c[2]:c[2] + 2] = 1
+    X = vol.reshape(n, -1)
+    y = X[:, :20].sum(1) * 0.3 + rng.normal(size=n)
+    B, cfp = 60, 0.05
+    res = svr_test(sp.csr_matrix(X), y, gamma=0.02, n_permutations=B, min_lesioned=3, correction="cluster_size",
+                   cluster_forming_p=cfp, grid_shape=shape, random_state=5)
+    idx = np.flatnonzero(res.tested)
+    null = _brute_force_nulls(X[:, idx], y, draw_permutations(B, n, 5), gamma=0.02)
+    m = int(np.floor(cfp * (B + 1))) - 1
+    thr_pos = -np.sort(-null, axis=0)[m] * (1 + 1e-12)
+    thr_neg = -np.sort(-(-null), axis=0)[m] * (1 + 1e-12)
+
+    def max_cluster(beta):
+        best = 0
+        for supra in (beta > np.abs(thr_pos) * np.sign(thr_pos), -beta > np.abs(thr_neg) * np.sign(thr_neg)):
+            v = np.zeros(np.prod(shape), bool)
+            v[idx] = supra
+            lab, k = ndimage.label(v.reshape(shape), structure=np.ones((3, 3, 3)))
+            if k:
+                best = max(best, np.bincount(lab.ravel())[1:].max())
+        return best
+
+    expected = np.array([max_cluster(b) for b in null])
+    np.testing.assert_array_equal(res.null_distribution, expected)
+    assert res.extra_maps["cluster_size"].max() == max_cluster(res.beta)
+
+
+def test_identical_for_any_n_jobs():
+    X, y = _data(n=30, p=40, seed=5)
+    runs = [svr_test(sp.csr_matrix(X), y, n_permutations=250, min_lesioned=3, random_state=3, n_jobs=j)
+            for j in (1, 2)]
+    for name in ("beta", "z", "p", "p_corrected", "null_distribution", "null_sd"):
+        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name), err_msg=name)
+
+
+def test_identical_on_a_dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    import joblib
+
+    X, y = _data(n=30, p=40, seed=6)
+    local = svr_test(sp.csr_matrix(X), y, n_permutations=250, min_lesioned=3, random_state=4)
+    with distributed.Client(processes=False, dashboard_address=None) as client:
+        with distributed.get_task_stream(client) as stream, joblib.parallel_config(backend="dask"):
+            remote = svr_test(sp.csr_matrix(X), y, n_permutations=250, min_lesioned=3, random_state=4,
+                              n_jobs=2)
+    assert stream.data, "nothing ran on the Dask workers"
+    for name in ("beta", "p", "p_corrected", "null_distribution"):
+        np.testing.assert_array_equal(getattr(local, name), getattr(remote, name), err_msg=name)
+
+
+def test_memory_refusal_and_parameter_errors():
+    X, y = _data()
+    with pytest.raises(AnalysisError, match="max_memory"):
+        svr_test(sp.csr_matrix(X), y, n_permutations=100, min_lesioned=2, max_memory=1e-6)
+    with pytest.raises(ValueError, match="'gamma'.*got -1"):
+        svr_test(sp.csr_matrix(X), y, gamma=-1, min_lesioned=2)
+    with pytest.raises(ValueError, match="'correction'"):
+        svr_test(sp.csr_matrix(X), y, correction="tfce", min_lesioned=2)
+    with pytest.raises(AnalysisError, match="No voxel"):
+        svr_test(sp.csr_matrix(X), y, min_lesioned=39)
+
+
+@pytest.mark.slow
+def test_fwe_rate_under_the_null_is_alpha():
+    """50 runs without any effect: the number with a FWE-significant voxel is binomial(50, alpha)."""
+    hits = 0
+    runs = 50
+    for seed in range(runs):
+        X, y = _data(n=40, p=80, seed=100 + seed, effect=False)
+        res = svr_test(sp.csr_matrix(X), y, gamma=0.05, n_permutations=99, min_lesioned=3, random_state=seed)
+        hits += bool(res.significant.any())
+    lo, hi = stats.binom.ppf([0.005, 0.995], runs, 0.05)
+    assert lo <= hits <= hi, hits
