@@ -68,6 +68,7 @@ __all__ = [
     "residual_projector",
     "fit_dual",
     "memory_estimate",
+    "svr_cv_search",
 ]
 
 logger = logging.getLogger("lsm")
@@ -292,6 +293,67 @@ def _cluster_chunk(rows, pos_blocks, neg_blocks, inverse, grid, alternative):
             sign = sign - _unpack_row(neg_blocks, b)
         out[i] = cluster_statistics(sign[inverse], grid, 0.5, alternative, "cluster_size")[1]
     return out
+
+
+# --------------------------------------------------------------------------- CV search
+def svr_cv_search(lesions, scores, grid, *, kernel="rbf", epsilon=0.1, lesion_scale=None,
+                  score_nuisance=None, lesion_nuisance=None, n_splits=5, tol=1e-3, random_state=None):
+    """Choose ``C`` and ``gamma`` by K-fold cross-validation on the precomputed kernel.
+
+    The lesion and score processing of :func:`svr_test` is applied to all subjects once
+    (as the peers do), then each fold fits on its training rows and columns of the
+    kernel and predicts its test subjects; the score is the mean R^2 over folds. One
+    RBF kernel is built per ``gamma`` from the same Gram matrix.
+
+    Parameters
+    ----------
+    lesions : sparse matrix of shape (n_subjects, n_voxels)
+        Lesion data of the tested voxels.
+    scores : ndarray of shape (n_subjects,)
+    grid : dict
+        ``{"C": [...], "gamma": [...]}`` (a missing key keeps ``C=30``/``gamma=5``).
+    kernel, epsilon, lesion_scale, score_nuisance, lesion_nuisance, tol
+        As in :func:`svr_test`.
+    n_splits : int
+    random_state : None, int or numpy.random.Generator
+        Shuffles the folds.
+
+    Returns
+    -------
+    best : dict
+        ``{"C": ..., "gamma": ..., "cv_r2": ...}``.
+    table : list of dict
+        Mean and standard deviation of R^2 of every (C, gamma).
+    """
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.svm import SVR
+
+    unknown = set(grid) - {"C", "gamma"}
+    if unknown:
+        raise ValueError(f"cv_search searches 'C' and 'gamma'; got unknown key(s) {sorted(unknown)}.")
+    Cs = [float(c) for c in grid.get("C", [30.0])]
+    gammas = [float(g) for g in grid.get("gamma", [5.0])] if kernel == "rbf" else [float("nan")]
+    rng = check_random_state(random_state)
+    seed = int(rng.integers(0, 2**31 - 1))
+    n = lesions.shape[0]
+    My = residual_projector(score_nuisance, n)
+    y = np.asarray(scores, dtype=np.float64)
+    y = y if My is None else My @ y
+    patterns, _, counts = unique_patterns(lesions)
+    gram = gram_matrix(patterns, counts, lesion_scale)
+    Mx = residual_projector(lesion_nuisance, n)
+    folds = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    table = []
+    for g in gammas:
+        K = svr_kernel(gram, kernel, g, Mx)
+        search = GridSearchCV(SVR(kernel="precomputed", epsilon=epsilon, tol=tol), {"C": Cs},
+                              cv=folds, scoring="r2").fit(K, y)
+        for c, m, sd in zip(search.cv_results_["param_C"], search.cv_results_["mean_test_score"],
+                            search.cv_results_["std_test_score"]):
+            table.append({"C": float(c), "gamma": None if np.isnan(g) else g,
+                          "cv_r2": float(m), "cv_r2_sd": float(sd)})
+    best = max(table, key=lambda row: row["cv_r2"])
+    return dict(best), table
 
 
 # --------------------------------------------------------------------------- engine
