@@ -331,3 +331,34 @@ def test_soop_shuffled_scores_give_no_fwe_voxel(soop_nihss_2mm):
             res = lsm.svr_lsm(c, "shuffled", n_permutations=200, random_state=run, n_jobs=2)
         hits.append(res.n_significant)
     assert sum(h == 0 for h in hits) >= 2, hits
+
+
+def test_cli_svr_lsm_matches_the_library(tmp_path):
+    import nibabel as nib
+    import pandas as pd
+    from cli_helpers import error_line, run_lsm
+
+    c = make_synthetic_cohort(40, random_state=3)
+    (tmp_path / "lesions").mkdir()
+    for subject in c.subjects:
+        nib.save(c.lesion_img(subject), tmp_path / "lesions" / f"{subject}_lesion.nii.gz")
+    c.phenotype.to_csv(tmp_path / "participants.tsv", sep="\t", na_rep="n/a")
+    out = tmp_path / "svr"
+    args = ["svr-lsm", "-l", tmp_path / "lesions", "-p", tmp_path / "participants.tsv", "--score", "score",
+            "--lesion-volume", "dtlvc", "--gamma", "0.5", "--n-permutations", "50", "--random-state", "3",
+            "--min-lesioned", "4", "--correction", "cluster_size", "--cluster-forming-p", "0.01", "-o", out]
+    proc = run_lsm(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "SVR-LSM of 'score'" in proc.stdout
+    saved = lsm.SVRLSMResult.load(out)
+    direct = lsm.svr_lsm(c, "score", lesion_volume="dtlvc", gamma=0.5, n_permutations=50, random_state=3,
+                         min_lesioned=4, correction="cluster_size", cluster_forming_p=0.01)
+    for name in ("beta", "p", "p_corrected", "significant"):
+        np.testing.assert_array_equal(_flat(getattr(saved, name)), _flat(getattr(direct, name)), err_msg=name)
+    for name in ("report.html", "dropped.tsv", "dataset_description.json", "svrlsm_null.tsv"):
+        assert (out / name).is_file(), name
+    assert pd.read_csv(out / "dropped.tsv", sep="\t").empty
+    proc = run_lsm(*args)
+    assert proc.returncode == 1 and "--overwrite" in error_line(proc)
+    proc = run_lsm(*args[:-1], tmp_path / "other", "--lesion-volume", "log")
+    assert proc.returncode == 1 and "lesion-volume" in error_line(proc)
