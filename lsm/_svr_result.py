@@ -166,6 +166,19 @@ class SVRLSMResult(AnalysisResult):
             kwargs.setdefault(key, value)
         return plotting.plot_glass_brain(img, title=title, **kwargs)
 
+    def _html_body(self):
+        """Summary, the glass brains of the significant and of the whole scaled beta map."""
+        import html
+
+        from .report import _figure
+
+        parts = [f"<pre>{html.escape(str(self.summary()))}</pre>",
+                 _figure(lambda: self.plot("beta_scaled", thresholded=True), "significant beta (scaled)", 90),
+                 _figure(lambda: self.plot("beta_scaled", thresholded=False), "beta (scaled), every voxel", 90)]
+        if len(self.excluded):
+            parts.append("<p>Excluded subjects</p>" + self.excluded.to_html(index=False))
+        return "\n".join(parts)
+
     # ----------------------------------------------------------------- save / load
     def save(self, path, overwrite=False):
         """Write the maps (NIfTI + JSON sidecars), the null, the exclusions and the parameters.

@@ -299,7 +299,8 @@ def test_contract_save_load_plot_and_warning(cohort, tmp_path):
     assert back.params == res.params
     assert back.excluded.equals(res.excluded.astype(str))
     assert "SVR-LSM of 'score'" in str(res.summary()) and "near-diagonal" in str(res.summary())
-    assert "<html>" in res.to_html(tmp_path / "r.html")
+    page = res.to_html(tmp_path / "r.html")
+    assert "<html>" in page and page.count("<img") == 2 and cohort.subjects[7] in page
     import matplotlib
 
     matplotlib.use("Agg")
@@ -318,6 +319,7 @@ def test_cv_search_records_its_choice(cohort):
     assert (res.params["C"], res.params["gamma"]) == (best["C"], best["gamma"])
 
 
+@pytest.mark.slow
 def test_soop_shuffled_scores_give_no_fwe_voxel(soop_nihss_2mm):
     """Real lesions, a score unrelated to them: FWE finds nothing in at least 2 of 3 runs."""
     cohort = soop_nihss_2mm
