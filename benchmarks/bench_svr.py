@@ -72,10 +72,11 @@ def case_kernel(cohort, n_naive=3):
     from lsm.stats import unique_patterns
     from lsm.stats._svr import fit_dual, gram_matrix, svr_kernel
 
-    subjects = list(cohort.subjects)
+    n_vox = cohort.lesion_voxel_counts
+    subjects = [s for s in cohort.subjects if n_vox[s] > 0]  # dTLVC needs a lesion on the grid
     y = cohort.phenotype.loc[subjects, "deficit"].to_numpy(float)
     les, _, _ = _candidate_matrix(cohort, subjects, 0.05)
-    scale = 1 / np.sqrt(cohort.lesion_voxel_counts.loc[subjects].to_numpy(float))
+    scale = 1 / np.sqrt(n_vox.loc[subjects].to_numpy(float))
     t0 = time.perf_counter()
     patterns, inverse, counts = unique_patterns(les)
     K = svr_kernel(gram_matrix(patterns, counts, scale), "rbf", GAMMA)

@@ -61,7 +61,8 @@ def _select_subjects(cohort, score, covariates, lesion_volume, volume_transform)
     y = _numeric(phenotype[score], score, "score")
     cov = _covariate_frame(phenotype, covariates)
     volumes = pd.Series(np.asarray(cohort.lesion_volumes, dtype=np.float64), index=phenotype.index)
-    needs_lesion = lesion_volume in _DTLVC or (volume_transform == "log" and lesion_volume not in (None, "dtlvc"))
+    voxels = cohort.lesion_voxel_counts.reindex(phenotype.index)
+    needs_volume = volume_transform == "log" and lesion_volume not in (None, "dtlvc")
     excluded, keep = [], []
     for subject in phenotype.index:
         missing = [c for c in cov.columns if not np.isfinite(cov.at[subject, c])]
@@ -69,8 +70,11 @@ def _select_subjects(cohort, score, covariates, lesion_volume, volume_transform)
             reason = f"missing score {score!r}"
         elif missing:
             reason = f"missing covariate {', '.join(sorted({repr(c.split('[')[0]) for c in missing}))}"
-        elif needs_lesion and not volumes[subject] > 0:
-            reason = f"zero lesion volume (lesion_volume={lesion_volume!r})"
+        elif lesion_volume in _DTLVC and not voxels[subject] > 0:
+            # 1 / sqrt(0): an empty mask, or a lesion that vanished when resampled to this grid
+            reason = f"zero lesion volume on the analysis grid (lesion_volume={lesion_volume!r})"
+        elif needs_volume and not volumes[subject] > 0:
+            reason = "zero lesion volume (volume_transform='log')"
         else:
             keep.append(subject)
             continue

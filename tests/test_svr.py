@@ -227,6 +227,7 @@ def cohort():
     c._indices[empty] = np.zeros(0, dtype=np.int64)
     c._native_volumes[empty] = 0.0
     c.phenotype.loc[c.subjects[7], "score"] = np.nan
+    c._indices[c.subjects[9]] = np.zeros(0, dtype=np.int64)  # a lesion that vanished on this grid
     return c
 
 
@@ -245,9 +246,10 @@ def test_svr_lsm_beta_equals_sklearn_on_the_cohort(cohort, lesion_volume, covari
     dtlvc = lesion_volume == "dtlvc+covariate"
     excluded = dict(zip(res.excluded["subject"], res.excluded["reason"]))
     assert "missing score" in excluded[cohort.subjects[7]]
-    assert (cohort.subjects[4] in excluded) == dtlvc
-    if dtlvc:
-        assert "zero lesion volume" in excluded[cohort.subjects[4]]
+    for empty in (cohort.subjects[4], cohort.subjects[9]):
+        assert (empty in excluded) == dtlvc
+        if dtlvc:
+            assert "zero lesion volume on the analysis grid" in excluded[empty]
     assert len(kept) + len(excluded) == len(cohort)
     tested = _flat(res.mask_img).astype(bool)
     X = cohort.lesion_matrix(subjects=kept).toarray().astype(float)
