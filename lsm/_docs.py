@@ -93,8 +93,10 @@ docdict["lesion_volume_multivariate"] = """lesion_volume : {None, "dtlvc", "cova
 "dtlvc+covariate"}, default="both"
     Lesion-volume control of a multivariate model (DeMarco & Turkeltaub 2018).
     ``None``: none. ``"dtlvc"``: direct total lesion volume control, each subject's
-    lesion vector is divided by the square root of its number of lesioned voxels (unit
-    norm; subjects without a lesion are excluded and listed in ``excluded``).
+    lesion vector is divided by the square root of its number of lesioned voxels on the
+    grid, as the SVR-LSM GUI does (the whole lesion has unit norm, its part in the tested
+    voxels a norm of at most 1; subjects without a lesioned voxel are excluded and listed
+    in ``excluded``).
     ``"covariate"``: lesion volume is regressed out of the score. ``"lesion"``: lesion
     volume is regressed out of every voxel's lesion data. ``"both"``: out of the score
     and of the lesion data (DeMarco & Turkeltaub's recommendation). ``"dtlvc+covariate"``:

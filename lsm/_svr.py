@@ -97,6 +97,8 @@ def svr_lsm(
     gamma=5.0,
     epsilon=0.1,
     kernel="rbf",
+    standardize=False,
+    score_range=100.0,
     lesion_volume="both",
     volume_transform="linear",
     covariates=None,
@@ -133,14 +135,27 @@ def svr_lsm(
         SVR cost (Zhang et al. 2014; the GUI's default).
     gamma : float, default=5.0
         RBF width in libsvm's convention, ``K(x_i, x_j) = exp(-gamma * ||x_i - x_j||^2)``,
-        as Zhang et al. (2014) and the GUI's libsvm option. The GUI's MATLAB option sets
-        ``KernelScale = sigma = sqrt(1 / (2 * gamma)) = 0.316``, and MATLAB's kernel
-        ``exp(-||x_i - x_j||^2 / sigma^2)`` then equals ``gamma = 10`` here: pass
-        ``gamma=10`` to reproduce maps made that way. The value used is recorded in
-        ``params["gamma"]``.
+        as Zhang et al. (2014) and the GUI's libsvm option. MATLAB's ``KernelScale``
+        sigma means ``exp(-||x_i - x_j||^2 / sigma^2)``, i.e. ``gamma = 1 / sigma^2``:
+        the GUI's current ``sigma = 1 / sqrt(5) = 0.447`` is ``gamma = 5``, while its
+        early versions set ``sigma = sqrt(1 / (2 * gamma)) = 0.316``, i.e. ``gamma = 10``
+        here: pass ``gamma=10`` to reproduce maps made that way. The value used is
+        recorded in ``params["gamma"]``.
     epsilon : float, default=0.1
         Half-width of the insensitive tube, in units of the (processed) score.
     kernel : {"rbf", "linear"}, default="rbf"
+    standardize : bool, default=False
+        z-score every voxel column of the (processed) lesion data, standard deviation
+        with ``n - 1``: the SVR-LSM GUI's default ``Standardize`` option and LESYMAP's
+        scaling. With binary lesion maps the RBF kernel then becomes the identity in
+        practice, and beta a voxel-wise statistic. False keeps the lesion values (binary,
+        or dTLVC-scaled, or volume-residualised).
+    score_range : float or None, default=100.0
+        The score, after the nuisance variables are regressed out, is rescaled to this
+        range before the fit: Zhang et al. (2014) and the GUI rescale it to 0-100, the
+        scale their ``C`` and ``epsilon`` refer to (the GUI's code adds the minimum
+        where it means to subtract it, so it matches exactly when the minimum is 0; a
+        shift of the score only moves the SVR intercept). None keeps score units.
     %(lesion_volume_multivariate)s
     %(volume_transform)s
     covariates : str or list of str, optional
@@ -183,8 +198,7 @@ def svr_lsm(
 
     Notes
     -----
-    Lesion data are binary; no voxel is z-scored (LESYMAP's default, under which the
-    RBF kernel of binary lesion data becomes the identity). The kernel is built once
+    Lesion data are binary and, unless ``standardize=True``, no voxel is z-scored. The kernel is built once
     from the sparse Gram matrix ``X X^T`` of the unique lesion patterns and every
     processing step (dTLVC, volume regressed out of the lesion data) is applied to it,
     so no dense lesion matrix is ever built; each permutation refits the dual problem
@@ -224,7 +238,8 @@ def svr_lsm(
     lesion_nuisance = vol[:, None] if lesion_volume in _LESION_VOLUME else None
 
     lesions, voxel_index, n_lesioned = _candidate_matrix(cohort, keep, min_lesioned)
-    common = dict(kernel=kernel, epsilon=epsilon, tol=tol, lesion_scale=lesion_scale,
+    common = dict(kernel=kernel, epsilon=epsilon, tol=tol, standardize=bool(standardize), score_range=score_range,
+                  lesion_scale=lesion_scale,
                   score_nuisance=score_nuisance, lesion_nuisance=lesion_nuisance)
     cv_best = cv_table = None
     if cv_search is not None:
@@ -254,6 +269,7 @@ def svr_lsm(
     params = {
         "score": score, "method": "svr", "kernel": kernel, "C": float(C), "gamma": float(gamma),
         "gamma_convention": "libsvm: exp(-gamma * ||x_i - x_j||^2)", "epsilon": float(epsilon),
+        "standardize": bool(standardize), "score_range": score_range,
         "tol": float(tol), "lesion_volume": lesion_volume, "volume_transform": volume_transform,
         "covariates": covariates, "n_permutations": n_permutations, "correction": correction, "alpha": alpha,
         "v": int(v) if correction == "cfwer" else 1, "alternative": alternative,

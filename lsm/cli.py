@@ -525,8 +525,12 @@ def _add_svr_lsm(sub, parent):
     g.add_argument("--kernel", default="rbf", help="rbf or linear")
     g.add_argument("--C", dest="C", type=float, default=30.0, help="SVR cost")
     g.add_argument("--gamma", type=float, default=5.0,
-                   help="RBF width, exp(-gamma*||xi-xj||^2) (libsvm); the GUI's MATLAB sigma 0.316 is gamma 10")
-    g.add_argument("--epsilon", type=float, default=0.1, help="half-width of the insensitive tube (score units)")
+                   help="RBF width, exp(-gamma*||xi-xj||^2) (libsvm); MATLAB's sigma is gamma = 1/sigma^2")
+    g.add_argument("--epsilon", type=float, default=0.1,
+                   help="half-width of the insensitive tube (units of the rescaled score)")
+    g.add_argument("--standardize", action="store_true", help="z-score every voxel column (the GUI's default)")
+    g.add_argument("--score-range", type=float, default=100.0,
+                   help="rescale the score to this range before the fit (0: keep score units)")
     g.add_argument("--lesion-volume", default="both", metavar="MODE",
                    help="none, dtlvc, covariate, lesion, both or dtlvc+covariate")
     g.add_argument("--volume-transform", default="linear", help="linear (ml) or log (log10 ml)")
@@ -561,6 +565,7 @@ def _cmd_svr_lsm(args):
     with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
         result = svr_lsm(
             cohort, args.score, C=args.C, gamma=args.gamma, epsilon=args.epsilon, kernel=args.kernel,
+            standardize=args.standardize, score_range=args.score_range or None,
             lesion_volume=lesion_volume, volume_transform=args.volume_transform, covariates=args.covariates,
             n_permutations=args.n_permutations, correction=args.correction, alpha=args.alpha, v=args.v,
             cluster_forming_p=args.cluster_forming_p, min_lesioned=_min_lesioned(args.min_lesioned),

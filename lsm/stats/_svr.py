@@ -161,11 +161,11 @@ def gram_matrix(patterns, counts=None, row_scale=None):
     return (gram + gram.T) / 2.0  # exactly symmetric
 
 
-def residual_projector(nuisance, n):
-    """``M = I - Q Q^T``: residuals of an OLS on ``[1, nuisance]`` (None: ``None``)."""
-    if nuisance is None:
-        return None
-    Z = np.column_stack([np.ones(n), np.asarray(nuisance, dtype=np.float64).reshape(n, -1)])
+def _nuisance_basis(nuisance, n):
+    """Orthonormal basis ``Q`` of ``[1, nuisance]`` (the intercept alone when None)."""
+    Z = np.ones((n, 1))
+    if nuisance is not None:
+        Z = np.column_stack([Z, np.asarray(nuisance, dtype=np.float64).reshape(n, -1)])
     Q, R = np.linalg.qr(Z)
     rank = int(np.sum(np.abs(np.diag(R)) > 1e-10 * max(1.0, np.abs(R).max())))
     if rank < Z.shape[1]:
@@ -174,7 +174,78 @@ def residual_projector(nuisance, n):
             "are collinear with each other or constant across the analysed subjects, so they "
             "cannot be regressed out. Drop the redundant covariate."
         )
+    return Q
+
+
+def residual_projector(nuisance, n):
+    """``M = I - Q Q^T``: residuals of an OLS on ``[1, nuisance]`` (None: ``None``)."""
+    if nuisance is None:
+        return None
+    Q = _nuisance_basis(nuisance, n)
     return np.eye(n) - Q @ Q.T
+
+
+@dataclass(frozen=True)
+class _Processed:
+    """The processed problem: ``X_proc = M S X D^-1`` (never built) and the fitted score."""
+
+    gram: np.ndarray  # X_proc X_proc^T
+    y: np.ndarray
+    projector: np.ndarray | None  # M
+    row_scale: np.ndarray | None  # diagonal of S
+    col_scale: np.ndarray | None  # diagonal of D^-1, one value per pattern
+
+
+def _process(patterns, counts, scores, *, lesion_scale=None, lesion_nuisance=None, score_nuisance=None,
+             standardize=False, score_range=100.0):
+    """Lesion data and score processing, applied to the Gram matrix of the patterns.
+
+    Order, as the SVR-LSM GUI: dTLVC (rows scaled by ``lesion_scale``), lesion volume and
+    covariates regressed out of each voxel (``M``), then each voxel column z-scored
+    (``standardize``, standard deviation with ``n - 1``); nuisance variables regressed
+    out of the score, which is then rescaled to a range of ``score_range``.
+    """
+    n = patterns.shape[0]
+    y = np.asarray(scores, dtype=np.float64)
+    My = residual_projector(score_nuisance, n)
+    y = y if My is None else My @ y
+    spread = float(np.ptp(y))
+    if spread <= 1e-12 * max(1.0, float(np.abs(scores).max())):
+        raise AnalysisError("The score (after removing the nuisance variables) is constant: "
+                            "there is nothing to map.")
+    if score_range is not None:
+        y = y * (float(score_range) / spread)
+    M = residual_projector(lesion_nuisance, n)
+    col_scale = None
+    weights = np.asarray(counts, dtype=np.float64)
+    if standardize:
+        if M is None:  # z-scoring centres every column
+            M = residual_projector(np.zeros((n, 0)), n)
+        Q = _nuisance_basis(lesion_nuisance, n)
+        SP = sp.csc_matrix(patterns, dtype=np.float64)
+        if lesion_scale is not None:
+            SP = sp.diags(np.asarray(lesion_scale, dtype=np.float64)) @ SP
+        # ||M S p_j||^2 = ||S p_j||^2 - ||Q^T S p_j||^2, from the sparse columns
+        ss = np.asarray(SP.multiply(SP).sum(axis=0)).ravel() - (np.asarray(SP.T @ Q) ** 2).sum(axis=1)
+        sd = np.sqrt(np.maximum(ss, 0.0) / (n - 1))
+        col_scale = np.where(sd > 1e-12 * max(1.0, sd.max()), 1.0 / np.where(sd > 0, sd, 1.0), 0.0)
+        weights = weights * col_scale**2
+    G = gram_matrix(patterns, weights, lesion_scale)
+    if M is not None:
+        G = M @ G @ M
+        G = (G + G.T) / 2.0
+    return _Processed(G, y, M, None if lesion_scale is None else np.asarray(lesion_scale, dtype=np.float64),
+                      col_scale)
+
+
+def _project(A, proc):
+    """``S M alpha`` for every row of ``A``: the back-projection before ``P^T`` and ``D^-1``."""
+    A = np.atleast_2d(A)
+    if proc.projector is not None:
+        A = A @ proc.projector
+    if proc.row_scale is not None:
+        A = A * proc.row_scale[None, :]
+    return A
 
 
 def svr_kernel(gram, kernel="rbf", gamma=5.0, projector=None):
@@ -248,13 +319,13 @@ def _block_size(n_permutations, n_patterns, working_memory):
 
 
 # --------------------------------------------------------------------------- nulls
-def _null_block(a, b, P_csc, U, beta_obs, alternative, counts, v, cluster_forming_p, want_bits):
+def _null_block(a, b, P_csc, U, col_scale, beta_obs, alternative, counts, v, cluster_forming_p, want_bits):
     """Reduce the null beta of patterns a:b (all permutations at once).
 
     ``U`` holds the projected dual coefficients of every permutation, (B, n), so the
     null beta of pattern j under permutation b is ``U[b] @ P[:, j]``.
     """
-    block = np.asarray((P_csc[:, a:b].T @ U.T).T)  # (B, nb)
+    block = np.asarray((P_csc[:, a:b].T @ U.T).T) * col_scale[None, a:b]  # (B, nb)
     obs = beta_obs[a:b]
     out = {}
     out["exceed"] = (alternative_transform(block, alternative)
@@ -297,7 +368,8 @@ def _cluster_chunk(rows, pos_blocks, neg_blocks, inverse, grid, alternative):
 
 # --------------------------------------------------------------------------- CV search
 def svr_cv_search(lesions, scores, grid, *, kernel="rbf", epsilon=0.1, lesion_scale=None,
-                  score_nuisance=None, lesion_nuisance=None, n_splits=5, tol=1e-3, random_state=None):
+                  score_nuisance=None, lesion_nuisance=None, standardize=False, score_range=100.0, n_splits=5,
+                  tol=1e-3, random_state=None):
     """Choose ``C`` and ``gamma`` by K-fold cross-validation on the precomputed kernel.
 
     The lesion and score processing of :func:`svr_test` is applied to all subjects once
@@ -312,7 +384,7 @@ def svr_cv_search(lesions, scores, grid, *, kernel="rbf", epsilon=0.1, lesion_sc
     scores : ndarray of shape (n_subjects,)
     grid : dict
         ``{"C": [...], "gamma": [...]}`` (a missing key keeps ``C=30``/``gamma=5``).
-    kernel, epsilon, lesion_scale, score_nuisance, lesion_nuisance, tol
+    kernel, epsilon, lesion_scale, score_nuisance, lesion_nuisance, standardize, score_range, tol
         As in :func:`svr_test`.
     n_splits : int
     random_state : None, int or numpy.random.Generator
@@ -335,17 +407,14 @@ def svr_cv_search(lesions, scores, grid, *, kernel="rbf", epsilon=0.1, lesion_sc
     gammas = [float(g) for g in grid.get("gamma", [5.0])] if kernel == "rbf" else [float("nan")]
     rng = check_random_state(random_state)
     seed = int(rng.integers(0, 2**31 - 1))
-    n = lesions.shape[0]
-    My = residual_projector(score_nuisance, n)
-    y = np.asarray(scores, dtype=np.float64)
-    y = y if My is None else My @ y
     patterns, _, counts = unique_patterns(lesions)
-    gram = gram_matrix(patterns, counts, lesion_scale)
-    Mx = residual_projector(lesion_nuisance, n)
+    proc = _process(patterns, counts, scores, lesion_scale=lesion_scale, lesion_nuisance=lesion_nuisance,
+                    score_nuisance=score_nuisance, standardize=standardize, score_range=score_range)
+    y = proc.y
     folds = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
     table = []
     for g in gammas:
-        K = svr_kernel(gram, kernel, g, Mx)
+        K = svr_kernel(proc.gram, kernel, g)
         search = GridSearchCV(SVR(kernel="precomputed", epsilon=epsilon, tol=tol), {"C": Cs},
                               cv=folds, scoring="r2").fit(K, y)
         for c, m, sd in zip(search.cv_results_["param_C"], search.cv_results_["mean_test_score"],
@@ -368,6 +437,8 @@ def svr_test(
     lesion_scale=None,
     score_nuisance=None,
     lesion_nuisance=None,
+    standardize=False,
+    score_range=100.0,
     n_permutations=5000,
     correction="fwe",
     alpha=0.05,
@@ -403,6 +474,13 @@ def svr_test(
         permutations.
     lesion_nuisance : ndarray of shape (n_subjects, k), optional
         Regressed (with an intercept) out of every voxel's lesion data.
+    standardize : bool
+        z-score every voxel column of the processed lesion data (standard deviation with
+        ``n - 1``), as the SVR-LSM GUI's default ``Standardize`` option.
+    score_range : float or None
+        The processed score is rescaled to this range before the fit (Zhang et al. 2014
+        and the GUI rescale it to 0-100, the scale ``C`` and ``epsilon`` refer to); None
+        keeps score units.
     n_permutations : int
     correction : {"fwe", "cfwer", "cluster_size"}
         FWE and CFWER on the standardised beta (each voxel's beta over its null
@@ -480,37 +558,22 @@ def svr_test(
             "has the memory, or lower n_permutations."
         )
 
-    # processed score
-    My = residual_projector(score_nuisance, n)
-    y_proc = y if My is None else My @ y
-    if np.ptp(y_proc) <= 1e-12 * max(1.0, np.abs(y).max()):
-        raise AnalysisError("The score (after removing the nuisance variables) is constant: "
-                            "there is nothing to map.")
-
     t0 = time.perf_counter()
-    gram = gram_matrix(patterns, counts, lesion_scale)
-    Mx = residual_projector(lesion_nuisance, n)
-    K = svr_kernel(gram, kernel, gamma, Mx)
+    proc = _process(patterns, counts, y, lesion_scale=lesion_scale, lesion_nuisance=lesion_nuisance,
+                    score_nuisance=score_nuisance, standardize=standardize, score_range=score_range)
+    y_proc = proc.y
+    K = svr_kernel(proc.gram, kernel, gamma)
     t_kernel = time.perf_counter() - t0
-    del gram
     diag = float(np.mean(np.diag(K)))
     off = float((np.abs(K).sum() - np.abs(np.diag(K)).sum()) / max(n * (n - 1), 1))
     near_diagonal = bool(off < NEAR_DIAGONAL * diag)
-
-    # projected dual coefficients -> beta: beta = P^T (S M alpha)
-    def project(A):
-        A = np.atleast_2d(A)
-        if Mx is not None:
-            A = A @ Mx
-        if lesion_scale is not None:
-            A = A * np.asarray(lesion_scale, dtype=np.float64)[None, :]
-        return A
 
     t0 = time.perf_counter()
     alpha_obs, intercept = fit_dual(K, y_proc, C, epsilon, tol)
     t_fit = time.perf_counter() - t0
     P_csc = sp.csc_matrix(patterns)
-    beta_pat = np.asarray(P_csc.T @ project(alpha_obs)[0])
+    col_scale = np.ones(q) if proc.col_scale is None else proc.col_scale
+    beta_pat = np.asarray(P_csc.T @ _project(alpha_obs, proc)[0]) * col_scale
 
     perms = draw_permutations(n_permutations, n, rng)
     t0 = time.perf_counter()
@@ -518,13 +581,13 @@ def svr_test(
                             n_jobs=n_jobs, verbose=verbose, desc="SVR permutations")
     A = np.concatenate(outs, axis=0)
     t_perm = time.perf_counter() - t0
-    U = np.ascontiguousarray(project(A))
+    U = np.ascontiguousarray(_project(A, proc))
     del A
 
     t0 = time.perf_counter()
     bounds = list(range(0, q, block)) + [q]
     want_bits = correction == "cluster_size"
-    red = [_null_block(a, b, P_csc, U, beta_pat, alternative, counts, v, cluster_forming_p, want_bits)
+    red = [_null_block(a, b, P_csc, U, col_scale, beta_pat, alternative, counts, v, cluster_forming_p, want_bits)
            for a, b in zip(bounds[:-1], bounds[1:])]
     exceed = np.concatenate([r["exceed"] for r in red])
     sd = np.concatenate([r["sd"] for r in red])
