@@ -198,7 +198,9 @@ def svr_lsm(
 
     Notes
     -----
-    Lesion data are binary and, unless ``standardize=True``, no voxel is z-scored. The kernel is built once
+    Lesion data are binary and, unless ``standardize=True``, no voxel is z-scored. Only
+    the voxels passing ``min_lesioned`` enter the model, as the GUI's minimum-overlap
+    mask does. The kernel is built once
     from the sparse Gram matrix ``X X^T`` of the unique lesion patterns and every
     processing step (dTLVC, volume regressed out of the lesion data) is applied to it,
     so no dense lesion matrix is ever built; each permutation refits the dual problem

@@ -132,7 +132,9 @@ class SVRLSMResult(AnalysisResult):
         lines = [
             f"SVR-LSM of {pr.get('score')!r}: epsilon-SVR, {pr.get('kernel')} kernel, C={pr.get('C')}, "
             f"gamma={pr.get('gamma')} (exp(-gamma*||xi-xj||^2)), epsilon={pr.get('epsilon')}",
-            f"lesion_volume={pr.get('lesion_volume')!r}, covariates={pr.get('covariates')}",
+            f"lesion_volume={pr.get('lesion_volume')!r}, covariates={pr.get('covariates')}, voxel columns "
+            f"z-scored: {'yes' if pr.get('standardize') else 'no'}, score rescaled to range "
+            f"{pr.get('score_range')}",
             f"subjects analysed: {pv.get('n_subjects')}, excluded: {len(self.excluded)}",
             f"voxels tested: {self.n_tested} (min_lesioned={pr.get('min_lesioned')!r} -> "
             f"{pr.get('min_lesioned_count')} subjects), unique patterns: {pv.get('n_unique_patterns')}",
