@@ -164,10 +164,11 @@ def svr_lsm(
     %(n_permutations)s
     correction : {"fwe", "cfwer", "cluster_size"}, default="fwe"
         ``"fwe"``: maximum over voxels of the standardised beta (each voxel's beta over
-        the standard deviation of its permutation null). ``"cfwer"``: its v-th
+        its standard deviation across the observed and the permuted maps). ``"cfwer"``: its v-th
         largest. ``"cluster_size"``: clusters (26-connectivity) of voxels whose
         uncorrected p (per tail, from the voxel's own null) is below
-        ``cluster_forming_p``, the GUI's scheme. An uncorrected map alone is never
+        ``cluster_forming_p``, the GUI's scheme; every permuted map is thresholded the
+        same way, against the other maps. An uncorrected map alone is never
         given; ``p`` holds the uncorrected p-values beside the corrected ones.
     %(alpha)s
     v : int, default=1

@@ -29,7 +29,7 @@ _MAPS = {
     "beta_scaled": (f"{_PREFIX}_stat-betascaled_statmap.nii.gz",
                     "10 * beta / max|beta|, the units of the SVR-LSM GUI's and LESYMAP's maps."),
     "z": (f"{_PREFIX}_stat-z_statmap.nii.gz",
-          "Standardised beta: beta divided by the standard deviation of its permutation null."),
+          "Standardised beta: beta divided by its standard deviation over the observed and permuted maps."),
     "p": (f"{_PREFIX}_stat-p_statmap.nii.gz",
           "Uncorrected permutation p-value of beta against the voxel's own null (1 where untested)."),
     "p_corrected": (f"{_PREFIX}_stat-pcorrected_statmap.nii.gz",

@@ -92,8 +92,8 @@ class SVRTestResult:
     beta : ndarray of shape (n_tested,)
         Back-projected SVR weights ``X_proc^T alpha``.
     z : ndarray of shape (n_tested,)
-        ``beta`` divided by the standard deviation of its permutation null (0 where that
-        is 0).
+        ``beta`` divided by its standard deviation over the ``B + 1`` maps (observed and
+        permuted; 0 where that is 0).
     p : ndarray of shape (n_tested,)
         Permutation p-value of each voxel against its own null.
     p_corrected : ndarray of shape (n_tested,)
@@ -104,6 +104,7 @@ class SVRTestResult:
         Per permutation, the maximum (v-th largest) standardised beta (fwe, cfwer) or
         the largest cluster size in voxels (cluster_size).
     null_sd : ndarray of shape (n_tested,)
+        The standard deviation of each voxel's beta over the ``B + 1`` maps.
     dual_coef : ndarray of shape (n_subjects,)
         Observed dual coefficients (0 for non-support vectors).
     intercept : float
@@ -319,32 +320,52 @@ def _block_size(n_permutations, n_patterns, working_memory):
 
 
 # --------------------------------------------------------------------------- nulls
+def _supra(values, cluster_forming_p):
+    """Which of the ``B + 1`` maps (rows) pass ``cluster_forming_p`` at each voxel (column).
+
+    A value passes when ``(1 + #{other maps >= it}) / (B + 1) <= cluster_forming_p``, ties
+    counting as ">=": for the observed map (row 0) this is its uncorrected p-value, and
+    every permuted map is judged the same way against the other ``B`` maps.
+    """
+    n_maps = values.shape[0]
+    ordered = np.sort(values, axis=0)
+    low = tie_lowered(values)
+    n_ge = np.empty(values.shape, dtype=np.int64)
+    for j in range(values.shape[1]):
+        n_ge[:, j] = n_maps - np.searchsorted(ordered[:, j], low[:, j], side="left")
+    return n_ge <= cluster_forming_p * n_maps * (1 + 1e-12)  # n_ge counts the value itself
+
+
 def _null_block(a, b, P_csc, U, col_scale, beta_obs, alternative, counts, v, cluster_forming_p, want_bits):
     """Reduce the null beta of patterns a:b (all permutations at once).
 
     ``U`` holds the projected dual coefficients of every permutation, (B, n), so the
-    null beta of pattern j under permutation b is ``U[b] @ P[:, j]``.
+    null beta of pattern j under permutation b is ``U[b] @ P[:, j]``. The standard
+    deviation that standardises beta is taken over the ``B + 1`` maps, the observed one
+    included, so that every map is standardised alike (with the permutations alone, a
+    permuted value would inflate its own scale and the observed one would not, which
+    makes the maximum-statistic test liberal with few permutations).
     """
     block = np.asarray((P_csc[:, a:b].T @ U.T).T) * col_scale[None, a:b]  # (B, nb)
     obs = beta_obs[a:b]
     out = {}
     out["exceed"] = (alternative_transform(block, alternative)
                      >= tie_lowered(alternative_transform(obs, alternative))[None, :]).sum(axis=0)
-    sd = block.std(axis=0)
+    n_maps = block.shape[0] + 1
+    mean = (block.sum(axis=0) + obs) / n_maps
+    sd = np.sqrt((((block - mean) ** 2).sum(axis=0) + (obs - mean) ** 2) / n_maps)
     out["sd"] = sd
     safe = np.where(sd > 0, sd, 1.0)
     zb = alternative_transform(block / safe, alternative)
     zb[:, sd == 0] = -np.inf  # a pattern whose beta never varies carries no evidence
     out["top"] = top_values(zb.T, counts[a:b], v)  # (B, v)
     if want_bits:
-        # per tail: the voxel's uncorrected p (from its own null) below cluster_forming_p
-        pos = np.array([permutation_threshold(block[:, j], cluster_forming_p) for j in range(b - a)])
-        neg = np.array([permutation_threshold(-block[:, j], cluster_forming_p) for j in range(b - a)])
-        out["thr"] = (pos, neg)
-        out["pos_bits"] = (np.packbits(block > pos[None, :], axis=1)
-                           if alternative in ("two-sided", "greater") else None)
-        out["neg_bits"] = (np.packbits(-block > neg[None, :], axis=1)
-                           if alternative in ("two-sided", "less") else None)
+        both = np.vstack([obs[None, :], block])
+        pos = _supra(both, cluster_forming_p) if alternative in ("two-sided", "greater") else None
+        neg = _supra(-both, cluster_forming_p) if alternative in ("two-sided", "less") else None
+        out["obs_sign"] = (0.0 if pos is None else pos[0].astype(float)) - (0.0 if neg is None else neg[0])
+        out["pos_bits"] = None if pos is None else np.packbits(pos[1:], axis=1)
+        out["neg_bits"] = None if neg is None else np.packbits(neg[1:], axis=1)
     return out
 
 
@@ -483,8 +504,9 @@ def svr_test(
         keeps score units.
     n_permutations : int
     correction : {"fwe", "cfwer", "cluster_size"}
-        FWE and CFWER on the standardised beta (each voxel's beta over its null
-        standard deviation); cluster size with clusters of voxels whose uncorrected p
+        FWE and CFWER on the standardised beta (each voxel's beta over its standard
+        deviation across the observed and permuted maps, so that every map is scaled
+        alike and the test stays exact); cluster size with clusters of voxels whose uncorrected p
         (per tail) is below ``cluster_forming_p``.
     alpha : float
     v : int
@@ -612,13 +634,7 @@ def svr_test(
             raise ValueError("correction='cluster_size' needs grid_shape (and voxel_index).")
         flat = np.arange(n_vox) if voxel_index is None else np.asarray(voxel_index)
         grid = Grid(grid_shape, flat[tested])
-        pos_thr = np.concatenate([r["thr"][0] for r in red])
-        neg_thr = np.concatenate([r["thr"][1] for r in red])
-        sign = np.zeros(q)
-        if alternative in ("two-sided", "greater"):
-            sign += beta_pat > pos_thr
-        if alternative in ("two-sided", "less"):
-            sign -= -beta_pat > neg_thr
+        sign = np.concatenate([np.broadcast_to(r["obs_sign"], r["sd"].shape) for r in red])
         sizes, _ = cluster_statistics(sign[inverse], grid, 0.5, alternative, "cluster_size")
         pos_blocks = None if red[0]["pos_bits"] is None else [(r["pos_bits"], r["sd"].size) for r in red]
         neg_blocks = None if red[0]["neg_bits"] is None else [(r["neg_bits"], r["sd"].size) for r in red]
