@@ -147,8 +147,8 @@ def svr_lsm(
     standardize : bool, default=False
         z-score every voxel column of the (processed) lesion data, standard deviation
         with ``n - 1``: the SVR-LSM GUI's default ``Standardize`` option and LESYMAP's
-        scaling. With binary lesion maps the RBF kernel then becomes the identity in
-        practice, and beta a voxel-wise statistic. False keeps the lesion values (binary,
+        scaling. With binary lesion maps the RBF kernel then comes close to the
+        identity, and beta close to a voxel-wise statistic. False keeps the lesion values (binary,
         or dTLVC-scaled, or volume-residualised).
     score_range : float or None, default=100.0
         The score, after the nuisance variables are regressed out, is rescaled to this
