@@ -21,6 +21,8 @@ _LAZY = {
     "vlsm": "lsm._vlsm",
     "VLSMResult": "lsm.results",
     "Summary": "lsm._result",
+    "svr_lsm": "lsm._svr",
+    "SVRLSMResult": "lsm._svr_result",
     "territory_load": "lsm.territory",
     "lesion_descriptors": "lsm.territory",
     "overlap_map": "lsm.territory",

@@ -18,6 +18,7 @@ from ._permutation import (
     voxelwise_test,
 )
 from ._statistics import METHODS, t_to_z
+from ._svr import SVRTestResult, svr_test
 
 __all__ = [
     "PERMUTATION_CHUNK",
@@ -30,6 +31,8 @@ __all__ = [
     "CORRECTIONS",
     "METHODS",
     "VoxelwiseResult",
+    "SVRTestResult",
+    "svr_test",
     "draw_permutations",
     "parallel_map",
     "partial_correlation_null",
