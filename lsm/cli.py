@@ -594,7 +594,7 @@ def _cmd_svr_lsm(args):
             random_state=args.random_state, verbose=_progress(args),
         )
         move_result_files(result, tmp)
-        _write_dropped(cohort, tmp, result.excluded.to_dict("records"))
+        _write_excluded(cohort, tmp, result.excluded.to_dict("records"))
         if not args.no_report:
             result.to_html(tmp / "report.html")
         _write_description(tmp, f"lsm SVR-LSM of {args.score!r}", args)

@@ -374,9 +374,9 @@ def test_cli_svr_lsm_matches_the_library(tmp_path):
                          min_lesioned=4, correction="cluster_size", cluster_forming_p=0.01)
     for name in ("beta", "p", "p_corrected", "significant"):
         np.testing.assert_array_equal(_flat(getattr(saved, name)), _flat(getattr(direct, name)), err_msg=name)
-    for name in ("report.html", "dropped.tsv", "dataset_description.json", "svrlsm_null.tsv"):
+    for name in ("report.html", "excluded.tsv", "dataset_description.json", "svrlsm_null.tsv"):
         assert (out / name).is_file(), name
-    assert pd.read_csv(out / "dropped.tsv", sep="\t").empty
+    assert pd.read_csv(out / "excluded.tsv", sep="\t").empty
     proc = run_lsm(*args)
     assert proc.returncode == 1 and "--overwrite" in error_line(proc)
     proc = run_lsm(*args[:-1], tmp_path / "other", "--lesion-volume", "log")
