@@ -20,6 +20,8 @@ _LAZY = {
     "load_dictionary": "lsm.dictionary",
     "vlsm": "lsm._vlsm",
     "VLSMResult": "lsm.results",
+    "svr_lsm": "lsm._svr",
+    "SVRLSMResult": "lsm._svr_result",
     "territory_load": "lsm.territory",
     "lesion_descriptors": "lsm.territory",
     "overlap_map": "lsm.territory",

@@ -89,6 +89,18 @@ docdict["level"] = """level : {1, 2}, default=1
     (ACA, MCA, PCA, vertebro-basilar, lateral ventricles, left and right)."""
 
 
+docdict["lesion_volume_multivariate"] = """lesion_volume : {None, "dtlvc", "covariate", "lesion", "both", \
+"dtlvc+covariate"}, default="both"
+    Lesion-volume control of a multivariate model (DeMarco & Turkeltaub 2018).
+    ``None``: none. ``"dtlvc"``: direct total lesion volume control, each subject's
+    lesion vector is divided by the square root of its number of lesioned voxels (unit
+    norm; subjects without a lesion are excluded and listed in ``excluded``).
+    ``"covariate"``: lesion volume is regressed out of the score. ``"lesion"``: lesion
+    volume is regressed out of every voxel's lesion data. ``"both"``: out of the score
+    and of the lesion data (DeMarco & Turkeltaub's recommendation). ``"dtlvc+covariate"``:
+    dTLVC and volume regressed out of the score (LESYMAP's ``lsm_svr``). Every
+    regression has an intercept; volume enters as ``volume_transform`` says."""
+
 def fill_doc(obj):
     """Fill the ``%(name)s`` placeholders of ``obj.__doc__`` from :data:`docdict`.
 

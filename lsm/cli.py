@@ -234,6 +234,7 @@ def build_parser():
     g.add_argument("--no-report", action="store_true", help="do not write report.html")
     _atlas_options(p, custom=False)
     p.set_defaults(func=_cmd_vlsm)
+    _add_svr_lsm(sub, parent)
 
     # territory-load ----------------------------------------------------------------------
     p = _add(
@@ -501,6 +502,76 @@ def _cmd_vlsm(args):
         if not args.no_report:
             result.to_html(tmp / "report.html", cohort=cohort, atlas=atlas)
         _write_description(tmp, f"lsm VLSM of {args.score!r}", args)
+    _say(args, str(result.summary()))
+    _say(args, f"lsm: wrote {args.output}/")
+    return EXIT_OK
+
+
+# svr-lsm ---------------------------------------------------------------------------------
+def _add_svr_lsm(sub, parent):
+    """The ``lsm svr-lsm`` subcommand (options named as lsm.svr_lsm's parameters)."""
+    p = _add(
+        sub, parent, "svr-lsm", "multivariate lesion-symptom mapping (SVR-LSM)",
+        "Support vector regression of a score on all lesion maps at once (Zhang et al. 2014; the "
+        "SVR-LSM GUI of DeMarco & Turkeltaub 2018), with the back-projected beta map tested by "
+        "permutation of the score. Writes the maps (NIfTI + JSON), svrlsm.json, the null "
+        "distribution, the excluded subjects and report.html. Report it beside the voxel-wise map "
+        "of 'lsm vlsm'.",
+    )
+    _cohort_options(p, phenotype_required=True)
+    _output_options(p)
+    g = p.add_argument_group("analysis (as in lsm.svr_lsm)")
+    g.add_argument("-s", "--score", required=True, help="phenotype column to map (e.g. nihss)")
+    g.add_argument("--kernel", default="rbf", help="rbf or linear")
+    g.add_argument("--C", dest="C", type=float, default=30.0, help="SVR cost")
+    g.add_argument("--gamma", type=float, default=5.0,
+                   help="RBF width, exp(-gamma*||xi-xj||^2) (libsvm); the GUI's MATLAB sigma 0.316 is gamma 10")
+    g.add_argument("--epsilon", type=float, default=0.1, help="half-width of the insensitive tube (score units)")
+    g.add_argument("--lesion-volume", default="both", metavar="MODE",
+                   help="none, dtlvc, covariate, lesion, both or dtlvc+covariate")
+    g.add_argument("--volume-transform", default="linear", help="linear (ml) or log (log10 ml)")
+    g.add_argument("--covariates", nargs="+", default=None, metavar="COLUMN",
+                   help="phenotype columns regressed out of the score")
+    g.add_argument("--n-permutations", type=int, default=5000, help="permutations of the score")
+    g.add_argument("--correction", default="fwe", help="fwe, cfwer or cluster_size")
+    g.add_argument("--cluster-forming-p", type=float, default=0.005, metavar="P",
+                   help="uncorrected p forming clusters (cluster_size)")
+    g.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    g.add_argument("--alternative", default="two-sided", help="two-sided, greater or less")
+    g.add_argument("--min-lesioned", default="0.05", metavar="N",
+                   help="use voxels lesioned (and spared) in at least N subjects, or this fraction of them")
+    g.add_argument("--v", type=int, default=1, help="correction cfwer: false positive voxels tolerated")
+    g.add_argument("--max-memory", type=float, default=4.0, metavar="GB", help="memory the analysis may use")
+    g.add_argument("--random-state", type=int, default=0, help="seed of the permutations")
+    g.add_argument("--no-report", action="store_true", help="do not write report.html")
+    _data_dir_option(g)
+    p.set_defaults(func=_cmd_svr_lsm)
+
+
+def _cmd_svr_lsm(args):
+    from ._derivatives import move_result_files
+    from ._svr import check_svr_options, svr_lsm
+    from ._utils import atomic_output_dir
+
+    _check_output_free(args.output, args.overwrite)
+    lesion_volume = None if args.lesion_volume.lower() == "none" else args.lesion_volume
+    check_svr_options(args.kernel, args.correction, args.alternative, lesion_volume, args.covariates,
+                      args.volume_transform)
+    cohort = _load(args)
+    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+        result = svr_lsm(
+            cohort, args.score, C=args.C, gamma=args.gamma, epsilon=args.epsilon, kernel=args.kernel,
+            lesion_volume=lesion_volume, volume_transform=args.volume_transform, covariates=args.covariates,
+            n_permutations=args.n_permutations, correction=args.correction, alpha=args.alpha, v=args.v,
+            cluster_forming_p=args.cluster_forming_p, min_lesioned=_min_lesioned(args.min_lesioned),
+            alternative=args.alternative, max_memory=args.max_memory, n_jobs=args.n_jobs,
+            random_state=args.random_state, verbose=_progress(args),
+        )
+        move_result_files(result, tmp)
+        _write_dropped(cohort, tmp, result.excluded.to_dict("records"))
+        if not args.no_report:
+            result.to_html(tmp / "report.html")
+        _write_description(tmp, f"lsm SVR-LSM of {args.score!r}", args)
     _say(args, str(result.summary()))
     _say(args, f"lsm: wrote {args.output}/")
     return EXIT_OK

@@ -17,6 +17,7 @@ from ._permutation import (
     voxelwise_test,
 )
 from ._statistics import METHODS, t_to_z
+from ._svr import SVRTestResult, svr_test
 
 __all__ = [
     "PERMUTATION_CHUNK",
@@ -29,6 +30,8 @@ __all__ = [
     "CORRECTIONS",
     "METHODS",
     "VoxelwiseResult",
+    "SVRTestResult",
+    "svr_test",
     "draw_permutations",
     "parallel_map",
     "resolve_min_lesioned",
