@@ -26,7 +26,7 @@ from ._result import AnalysisResult, Summary, excluded_frame, make_provenance
 from ._validation import check_alpha, check_min_lesioned, check_n_jobs, check_n_permutations, check_option, resolve_seed
 from .exceptions import AnalysisError
 
-__all__ = ["localization_check", "LocalizationResult", "LOCALIZATION_METHODS"]
+__all__ = ["localization_check", "LocalizationResult", "LOCALIZATION_METHODS", "SVR_DEFAULTS"]
 
 #: Methods :func:`localization_check` can run: (voxel-wise method, lesion-volume control).
 LOCALIZATION_METHODS = {
@@ -35,7 +35,10 @@ LOCALIZATION_METHODS = {
     "regression+covariate": ("regression", "covariate"),
     "regression+dtlvc": ("regression", "dtlvc"),
     "brunner_munzel": ("brunner_munzel", None),
+    "svr": ("svr", "both"),
 }
+#: SVR-LSM settings of the ``"svr"`` method: those of :func:`lsm.svr_lsm` (Zhang et al. 2014).
+SVR_DEFAULTS = {"C": 30.0, "gamma": 5.0, "epsilon": 0.1, "kernel": "rbf"}
 
 _TABLE_COLUMNS = {
     "method": "Mapping method",
@@ -94,10 +97,18 @@ def _region_labels(cohort, regions, level):
 
 
 def _run_method(lesions, score, method, volume, n_permutations, alpha, min_lesioned, seed, n_jobs, grid_shape,
-                voxel_index):
-    from .stats import voxelwise_test
+                voxel_index, svr_options):
+    from .stats import svr_test, voxelwise_test
 
     name, control = LOCALIZATION_METHODS[method]
+    if name == "svr":
+        # as lsm.svr_lsm with lesion_volume="both": volume regressed out of score and lesions;
+        # its z is the standardised beta (beta over the SD of its permutation null)
+        engine = svr_test(lesions, score, **svr_options, score_nuisance=volume[:, None],
+                          lesion_nuisance=volume[:, None], n_permutations=n_permutations, correction="fwe",
+                          alpha=alpha, min_lesioned=min_lesioned, alternative="two-sided", grid_shape=grid_shape,
+                          voxel_index=voxel_index, n_jobs=n_jobs, random_state=seed)
+        return engine.tested, engine.z, engine.significant
     engine = voxelwise_test(
         lesions, score, method=name,
         covariates=volume[:, None] if control == "covariate" else None,
@@ -248,6 +259,7 @@ def localization_check(
     n_null=20,
     alpha=0.05,
     min_lesioned=0.05,
+    svr_options=None,
     random_state=None,
     n_jobs=1,
     verbose=0,
@@ -290,14 +302,19 @@ def localization_check(
     methods : sequence of str, default=("ttest", "regression+covariate", "regression+dtlvc")
         Among ``"ttest"``, ``"regression"`` (OLS without control: the same map as the
         t-test), ``"regression+covariate"`` (lesion volume as a covariate),
-        ``"regression+dtlvc"`` (direct total lesion volume control) and
-        ``"brunner_munzel"``.
+        ``"regression+dtlvc"`` (direct total lesion volume control),
+        ``"brunner_munzel"`` and ``"svr"`` (SVR-LSM as :func:`lsm.svr_lsm` runs it by
+        default: RBF kernel, lesion volume regressed out of the score and the lesion
+        data, FWE on the standardised beta; much slower than the voxel-wise methods).
     n_permutations : int, default=200
         Permutations per map (few, for speed: the FWE threshold is then coarse).
     n_null : int, default=20
         Shuffled-score runs per method (0: no false-positive rate).
     %(alpha)s
     %(min_lesioned)s
+    svr_options : dict, optional
+        SVR settings of the ``"svr"`` method (keys ``C``, ``gamma``, ``epsilon``,
+        ``kernel``); default those of :func:`lsm.svr_lsm` (``SVR_DEFAULTS``).
     %(random_state)s
     %(n_jobs)s
     %(verbose)s
@@ -336,6 +353,11 @@ def localization_check(
     alpha = check_alpha(alpha)
     n_jobs = check_n_jobs(n_jobs)
     check_min_lesioned(min_lesioned)
+    unknown = set(svr_options or {}) - set(SVR_DEFAULTS)
+    if unknown:
+        raise ValueError(f"Invalid key(s) {sorted(unknown)} in the 'svr_options' parameter; allowed keys are "
+                         f"{sorted(SVR_DEFAULTS)}.")
+    svr_options = {**SVR_DEFAULTS, **(svr_options or {})}
     seed, rng = resolve_seed(random_state)
     if seed is None:
         seed = int(rng.integers(2**31 - 1))
@@ -393,7 +415,7 @@ def localization_check(
         for k in eligible:
             tested, z, sig = _run_method(lesions, scores[k], method, vol, n_permutations, alpha, min_lesioned,
                                          int(np.random.SeedSequence([seed, k, mi]).generate_state(1)[0]), n_jobs,
-                                         cohort.shape, voxel_index)
+                                         cohort.shape, voxel_index, svr_options)
             member = cand_column[tested] == k
             xyz = world[voxel_index[tested]]
             rows.append({"method": method, "region": names[k], "region_voxels": int(region_size[k]),
@@ -404,7 +426,7 @@ def localization_check(
             shuffled = np.random.default_rng([seed, k, 10**6 + j]).permutation(scores[k])
             _, _, sig = _run_method(lesions, shuffled, method, vol, n_permutations, alpha, min_lesioned,
                                     int(np.random.SeedSequence([seed, k, mi, j]).generate_state(1)[0]), n_jobs,
-                                    cohort.shape, voxel_index)
+                                    cohort.shape, voxel_index, svr_options)
             null_rows.append({"method": method, "run": j, "region": names[k], "n_significant": int(sig.sum()),
                               "any_significant": bool(sig.any())})
     table = pd.DataFrame(rows)[list(_TABLE_COLUMNS)]
@@ -414,6 +436,8 @@ def localization_check(
               "n_null": int(n_null), "alpha": alpha, "correction": "fwe", "alternative": "two-sided",
               "min_lesioned": min_lesioned, "min_lesioned_count": count, "random_state": seed,
               "simulation": "score = effect_size * z(fraction of the region lesioned) + N(0, 1)"}
+    if "svr" in methods:
+        params["svr_options"] = svr_options
     provenance = make_provenance(seed=seed, n_jobs=n_jobs, t0=t0, n_subjects=len(subjects),
                                  n_voxels_candidate=int(voxel_index.size))
     return LocalizationResult(table=table, null_runs=null_runs,

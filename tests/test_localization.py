@@ -131,3 +131,36 @@ def test_bad_input_is_a_clear_error(planted):
         lsm.localization_check(c, regions=atlas, n_null=-1)
     with pytest.raises(ValueError, match="'effect_size'"):
         lsm.localization_check(c, regions=atlas, effect_size="big")
+
+
+def test_svr_method_is_svr_lsm(planted, monkeypatch):
+    """The "svr" rows are the metrics of lsm.svr_lsm's map of the same simulated score."""
+    import warnings
+
+    c, atlas, data = planted
+    seen = {}
+    real = localization._run_method
+
+    def spy(lesions, score, method, volume, n_permutations, alpha, min_lesioned, seed, *args):
+        seen.setdefault(method, (score.copy(), seed))
+        return real(lesions, score, method, volume, n_permutations, alpha, min_lesioned, seed, *args)
+
+    monkeypatch.setattr(localization, "_run_method", spy)
+    res = lsm.localization_check(c, regions=atlas, effect_size=2.0, methods=("svr",), n_permutations=30,
+                                 n_null=0, random_state=2)
+    score, seed = seen["svr"]
+    c.phenotype.loc[list(c.subjects), "sim"] = score
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = lsm.svr_lsm(c, "sim", n_permutations=30, random_state=seed)
+    tested = np.asarray(ref.mask_img.dataobj).astype(bool).ravel()
+    z = np.asarray(ref.z.dataobj).ravel()[tested]
+    sig = np.asarray(ref.significant.dataobj).astype(bool).ravel()[tested]
+    ijk = np.array(np.unravel_index(np.flatnonzero(tested), c.shape)).T
+    xyz = ijk @ c.affine[:3, :3].T + c.affine[:3, 3]
+    all_ijk = np.argwhere(data == 1)
+    centroid = (all_ijk @ c.affine[:3, :3].T + c.affine[:3, 3]).mean(axis=0)
+    expected = _map_metrics(z, sig, data.ravel()[tested] == 1, xyz, centroid)
+    row = res.table.set_index("region").loc["truth"]
+    for key, value in expected.items():
+        assert row[key] == pytest.approx(value, nan_ok=True), key
