@@ -305,7 +305,9 @@ def localization_check(
         ``"regression+dtlvc"`` (direct total lesion volume control),
         ``"brunner_munzel"`` and ``"svr"`` (SVR-LSM as :func:`lsm.svr_lsm` runs it by
         default: RBF kernel, lesion volume regressed out of the score and the lesion
-        data, FWE on the standardised beta; much slower than the voxel-wise methods).
+        data, FWE on the standardised beta; much slower than the voxel-wise methods, and
+        its FWE threshold needs a few hundred permutations: with 20 its false-positive
+        rate was far above ``alpha``).
     n_permutations : int, default=200
         Permutations per map (few, for speed: the FWE threshold is then coarse).
     n_null : int, default=20
