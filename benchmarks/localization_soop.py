@@ -15,8 +15,9 @@ methods t-test, regression with lesion volume as covariate, regression with dTLV
 SVR-LSM. SVR-LSM refits the SVR at every permutation (about 1 s on SOOP on 2 cores), so
 it takes most of the time; do not cut its permutations much below 100: its FWE threshold
 is a maximum of standardised betas whose SD comes from the null maps themselves, which
-with few permutations (20) gave significant voxels in 8 of 10 shuffled-score runs. Territories without a voxel lesioned in at
-least 5 % of the subjects (``min_lesioned``) cannot be mapped and are listed as skipped.
+with few permutations (20) gave significant voxels in 8 of 10 shuffled-score runs.
+Territories without a voxel lesioned in at least 5 % of the subjects (``min_lesioned``)
+cannot be mapped and are listed as skipped.
 
 Needs the SOOP data (``LSM_DATA`` or ``--data-dir``); reads SOOP once (1-4 minutes) and
 caches the 2 mm cohort in the temporary folder.
