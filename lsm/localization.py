@@ -14,6 +14,7 @@ territories that are damaged with it (Mah et al. 2014, Brain 137:2522; Sperber e
 2019). How far, and for which method, depends on the cohort: this check measures it.
 """
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from ._docs import fill_doc
 from ._result import AnalysisResult, Summary, excluded_frame, make_provenance
 from ._validation import check_alpha, check_min_lesioned, check_n_jobs, check_n_permutations, check_option, resolve_seed
 from .exceptions import AnalysisError
+
+logger = logging.getLogger("lsm")
 
 __all__ = ["localization_check", "LocalizationResult", "LOCALIZATION_METHODS", "SVR_DEFAULTS"]
 
@@ -418,6 +421,8 @@ def localization_check(
             tested, z, sig = _run_method(lesions, scores[k], method, vol, n_permutations, alpha, min_lesioned,
                                          int(np.random.SeedSequence([seed, k, mi]).generate_state(1)[0]), n_jobs,
                                          cohort.shape, voxel_index, svr_options)
+            if verbose:
+                logger.info("localization_check: %s, region %s mapped", method, names[k])
             member = cand_column[tested] == k
             xyz = world[voxel_index[tested]]
             rows.append({"method": method, "region": names[k], "region_voxels": int(region_size[k]),
