@@ -55,7 +55,7 @@ nitpick_ignore_regex = [
 
 # Docstrings write absolute values as |x| (readable in help()); in reST that is a
 # substitution, so each one used is defined as itself.
-rst_prolog = "\n".join(f".. |{v}| replace:: \\|{v}\\|" for v in ("r", "t", "z")) + "\n"
+rst_prolog = "\n".join(f".. |{v}| replace:: \\|{v}\\|" for v in ("r", "t", "z", "stat")) + "\n"
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"lsm {release}"

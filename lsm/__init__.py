@@ -21,6 +21,8 @@ _LAZY = {
     "vlsm": "lsm._vlsm",
     "VLSMResult": "lsm.results",
     "Summary": "lsm._result",
+    "AnalysisResult": "lsm._result",
+    "TableResult": "lsm._result",
     "svr_lsm": "lsm._svr",
     "SVRLSMResult": "lsm._svr_result",
     "territory_load": "lsm.territory",

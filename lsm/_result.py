@@ -38,7 +38,7 @@ import pandas as pd
 
 from ._validation import check_n_jobs
 
-__all__ = ["AnalysisResult", "TableResult", "Summary", "make_provenance", "excluded_frame", "EXCLUDED_COLUMNS"]
+__all__ = ["AnalysisResult", "TableResult", "Summary"]
 
 #: Columns of every ``excluded`` table.
 EXCLUDED_COLUMNS = ("subject", "reason")
@@ -141,7 +141,7 @@ class AnalysisResult:
 
     Subclasses set ``params``, ``provenance`` and ``excluded`` (as attributes or
     dataclass fields) and implement :meth:`summary`; they override :meth:`plot`,
-    :meth:`to_dataframe`, :meth:`save` and :meth:`load` where they have them.
+    :meth:`to_dataframe`, ``save`` and ``load`` where they have them.
     """
 
     #: Short title used in HTML and summaries.

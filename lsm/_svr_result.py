@@ -47,7 +47,7 @@ class SVRLSMResult(AnalysisResult):
     Attributes
     ----------
     beta, beta_scaled, z, p, p_corrected : Nifti1Image of float64
-        See the descriptions of :data:`_MAPS` (``beta_scaled`` is ``10 * beta /
+        See the descriptions of ``_MAPS`` (``beta_scaled`` is ``10 * beta /
         max|beta|``, the peers' units; ``z`` the standardised beta).
     significant, mask_img : Nifti1Image of uint8
         Significant voxels after correction; tested voxels.

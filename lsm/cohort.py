@@ -610,7 +610,7 @@ class Cohort:
     # ---------------------------------------------------------- derived cohorts
     @property
     def dropped(self):
-        """Renamed :attr:`excluded` (lsm 0.2)."""
+        """Renamed ``excluded`` (lsm 0.2)."""
         raise AttributeError("Cohort.dropped was renamed Cohort.excluded (columns subject, source, reason).")
 
     def _subset(self, subjects, extra_dropped=()):

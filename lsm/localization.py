@@ -129,7 +129,7 @@ class LocalizationResult(AnalysisResult):
     Attributes
     ----------
     table : DataFrame
-        One row per method and region (columns described in :data:`_TABLE_COLUMNS`).
+        One row per method and region (columns described in ``_TABLE_COLUMNS``).
     null_runs : DataFrame
         One row per method and shuffled-score run: ``method``, ``run``, ``region`` (whose
         simulated score was shuffled), ``n_significant``, ``any_significant``.

@@ -403,11 +403,11 @@ class PredictionResult(AnalysisResult):
 
     @property
     def metrics(self):
-        """Metric columns of :attr:`folds`."""
+        """Metric columns of ``folds``."""
         return [m for m in METRICS[self.params["target"]] if m in self.folds.columns]
 
     def to_dataframe(self):
-        """Per-fold table (a copy of :attr:`folds`)."""
+        """Per-fold table (a copy of ``folds``)."""
         return self.folds.copy()
 
     def summary_table(self):

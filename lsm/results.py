@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ._derivatives import json_safe as _json_safe
 from ._derivatives import dataset_description, json_text
+from ._derivatives import json_safe as _json_safe
 from ._result import AnalysisResult, Summary, excluded_frame
 from ._utils import atomic_output_dir, display_path
 from ._validation import check_option
@@ -291,7 +291,7 @@ class VLSMResult(AnalysisResult):
         params, provenance : dict
             Parameters and provenance; copied (made JSON-safe) into the result.
         excluded : DataFrame, list of dict or None
-            Subjects left out, with the reason (see :func:`lsm._result.excluded_frame`).
+            Subjects left out, with the reason (see ``lsm._result.excluded_frame``).
         extra_maps : dict of str to ndarray of shape (n_tested,), optional
             Further maps, 0 where untested.
         observed : float or ndarray, optional

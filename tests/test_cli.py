@@ -15,11 +15,12 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from cli_helpers import _env, console_script, error_line, run_lsm
 from scipy import stats
 
 import lsm
 from lsm.simulate import make_synthetic_cohort
+
+from cli_helpers import _env, console_script, error_line, run_lsm
 
 SUBCOMMANDS = ["demo", "vlsm", "territory-load", "descriptors", "overlap", "correlate", "report"]
 

@@ -355,6 +355,7 @@ def test_soop_shuffled_scores_give_no_fwe_voxel(soop_nihss_2mm):
 def test_cli_svr_lsm_matches_the_library(tmp_path):
     import nibabel as nib
     import pandas as pd
+
     from cli_helpers import error_line, run_lsm
 
     c = make_synthetic_cohort(40, random_state=3)

@@ -40,7 +40,7 @@ class OutcomeModelResult(TableResult):
     results : statsmodels results
         ``RegressionResults`` (ols), ``OrderedResults`` (ordinal) or ``LogitResults``
         (logistic); everything statsmodels offers (``summary()``, ``conf_int()``,
-        ``predict``...) is available there (None for a result read by :meth:`load`).
+        ``predict``...) is available there (None for a result read by ``load``).
     family : {"ols", "ordinal", "logistic"}
     outcome : str
     predictors : list of str

@@ -104,7 +104,7 @@ def resolve_min_lesioned(min_lesioned, n_subjects):
 
     A fraction ``f`` in (0, 1) means at least ``f * n_subjects`` subjects, i.e.
     ``ceil(f * n_subjects)``. The count must be at least 2 so that both groups of every
-    tested voxel have a variance (see :func:`lsm._validation.check_min_lesioned`).
+    tested voxel have a variance (see ``lsm._validation.check_min_lesioned``).
     """
     return check_min_lesioned(min_lesioned, n_subjects)
 
