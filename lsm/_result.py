@@ -234,7 +234,7 @@ def _read_tsv(path, index=True):
 
 
 class TableResult(AnalysisResult):
-    """An analysis result made of tables (a frozen dataclass); adds :meth:`save` / :meth:`load`.
+    """An analysis result made of tables (a frozen dataclass); adds ``save`` / ``load``.
 
     A saved result is a folder: ``result.json`` (the result type, ``params``,
     ``provenance`` and the scalar fields) and one TSV per table (``excluded.tsv`` among
