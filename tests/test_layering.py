@@ -48,6 +48,10 @@ LAYER_OF = {
     "lsm._vlsm": "analysis",
     "lsm.territory": "analysis",
     "lsm.clinical": "analysis",
+    "lsm._svr": "analysis",
+    "lsm._svr_result": "analysis",
+    "lsm.predict": "analysis",
+    "lsm.localization": "analysis",
     "lsm.plotting": "presentation",
     "lsm.report": "presentation",
     "lsm.cli": "presentation",
@@ -67,7 +71,8 @@ def _module_name(path):
 def _layer(module):
     best = None
     for prefix in LAYER_OF:
-        if module == prefix or module.startswith(prefix + "."):
+        # "lsm" (the package __init__) names itself only, never its submodules
+        if module == prefix or (prefix != "lsm" and module.startswith(prefix + ".")):
             if best is None or len(prefix) > len(best):
                 best = prefix
     return None if best is None else LAYER_OF[best]
@@ -141,6 +146,7 @@ def test_rule_flags_upward_and_allows_lazy_presentation():
     assert not _against_flow("lsm.results", [("lsm.plotting", True)])  # result.plot()
     assert _against_flow("lsm.results", [("lsm.plotting", False)])
     assert not _against_flow("lsm.territory", [("lsm.cohort", False), ("numpy", False)])
+    assert _layer("lsm") == "base" and _layer("lsm.some_new_module") is None  # must be assigned
 
 
 def test_engine_imports_no_image_or_table_library():
