@@ -16,7 +16,9 @@ def import_ants():
     try:
         import ants
     except ImportError as exc:
-        raise ImportError(
+        from ..exceptions import MissingDependencyError
+
+        raise MissingDependencyError(
             "Registration needs ANTsPy (the 'antspyx' package), which is not installed: "
             f"{INSTALL_HINT}. ({exc})"
         ) from exc

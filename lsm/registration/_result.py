@@ -187,14 +187,19 @@ class RegistrationResult:
             self._write(tmp)
         return Path(path)
 
-    def _write(self, folder, subjects=None):
-        from .._derivatives import dataset_description, write_json, write_nifti, write_tsv
+    def _write(self, folder):
+        for s in sorted(self.lesions):
+            self.write_subject(folder, s)
+        self.write_tables(folder)
+
+    def write_tables(self, folder):
+        """Write the QC table and page, the excluded list and the JSON files into ``folder``."""
+        from .._derivatives import dataset_description, write_json, write_tsv
+        from .._utils import atomic_write_text
         from ._register import QC_COLUMNS
 
         folder = Path(folder)
         space, res = self.template_space, self.params.get("resolution")
-        for s in (subjects or sorted(self.lesions)):
-            self.write_subject(folder, s)
         write_tsv(self.qc, folder / QC_TABLE, QC_COLUMNS, overwrite=True, params=self.params)
         write_tsv(self.excluded, folder / "excluded.tsv", {"subject": "Subject", "reason": "Why it is not registered"},
                   index=False, overwrite=True)
@@ -204,8 +209,7 @@ class RegistrationResult:
             "lsm lesion registration", GeneratedBy=[{"Name": "lsm", "Version": self.provenance.get("lsm_version"),
                                                     "Description": f"ANTs registration to {space}, {res} mm"}]),
             overwrite=True)
-        (folder / QC_PAGE).write_text(self.to_html(), encoding="utf-8")
-        del write_nifti
+        atomic_write_text(folder / QC_PAGE, self.to_html(), overwrite=True)
 
     def write_subject(self, folder, s):
         """Write one subject's mask, transforms and overlay under ``folder/sub-X``."""
