@@ -267,3 +267,68 @@ def test_accuracy_at_2mm(modality):
                                  cost_function_masking=False, lesion_filling=False)
     truth = _truth_on(cases[big], affine, shape)
     assert dice[-1] >= _dice(np.asarray(plain.lesions[big].dataobj) > 0, truth) - 0.005
+
+
+# ------------------------------------------------------------ ISLES'24 end to end
+@pytest.mark.registration
+def test_isles24_register_then_vlsm_territory_and_qc_page(tmp_path, tpl2, shared_data_dir):
+    pytest.importorskip("ants")
+    import warnings
+
+    import lsm
+    from lsm.datasets import load_isles24
+    from lsm.registration._synthetic import make_isles24_tree
+
+    root = tmp_path / "isles24"
+    cases = make_isles24_tree(root, n_subjects=6, voxel_size=4.0, random_state=11, template=tpl2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lsm.exceptions.DroppedSubjectsWarning)
+        cohort = load_isles24(root, register=True, registration_kwargs={"resolution": 4, "n_jobs": 2})
+    assert cohort.space == "MNI" and len(cohort) == 6
+    assert cohort.metadata["template_space"] == "MNI152NLin2009aSym"
+    qc = cohort.metadata["registration_qc"]
+    assert list(qc.index) == sorted(cases)
+    cache = root / "derivatives" / "lsm-registration_ncct"
+    assert (cache / "qc.html").exists() and (cache / "dataset_description.json").exists()
+    # the lesions land where they were planted
+    for s, case in cases.items():
+        truth = _truth_on(case, cohort.affine, cohort.shape)
+        assert _dice(cohort.lesion_mask(s), truth) >= 0.6, s
+    # cached: a second load registers nothing (the mask files are not rewritten)
+    mask = cache / "sub-stroke0001" / "anat" / "sub-stroke0001_space-MNI152NLin2009aSym_res-4_desc-lesion_mask.nii.gz"
+    stamp = mask.stat().st_mtime_ns
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lsm.exceptions.DroppedSubjectsWarning)
+        again = load_isles24(root, register=True, registration_kwargs={"resolution": 4})
+    assert mask.stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(again.lesion_matrix().toarray(), cohort.lesion_matrix().toarray())
+    # the analyses that refused the native cohort now run
+    result = lsm.vlsm(cohort, "nihss_admission", method="regression", n_permutations=50, random_state=0,
+                      min_lesioned=2)
+    assert result.n_tested > 0
+    with pytest.warns(TemplateSpaceWarning):
+        loads = lsm.territory_load(cohort)
+    assert (loads["lesion_volume_ml"] > 0).all()
+    _render_in_chromium(cache / "qc.html", tmp_path)
+
+
+def _render_in_chromium(page, tmp_path):
+    import shutil
+    import subprocess
+
+    import matplotlib.image as mpimg
+
+    browser = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+                   None)
+    if browser is None:
+        return  # the page was checked as text above; CI installs chromium
+    png = tmp_path / "qc.png"
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={png}", "--window-size=1200,2400", page.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rgb = mpimg.imread(png)[..., :3]
+    assert (rgb.mean(axis=2) < 0.2).mean() > 0.02  # text and overlays drawn
+    blue = np.all(np.abs(rgb - np.array([0x2a, 0x5d, 0x8f]) / 255) < 0.03, axis=2)
+    assert blue.sum(axis=1).max() > 600  # the report's header rule

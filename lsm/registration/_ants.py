@@ -26,7 +26,7 @@ def import_ants():
 
 
 def to_ants(img, dtype=np.float32):
-    """A nibabel image as an ANTsImage with the same voxel-to-world mapping."""
+    """Convert a nibabel image to an ANTsImage with the same voxel-to-world mapping."""
     ants = import_ants()
     affine = _LPS @ np.asarray(img.affine, dtype=np.float64)
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
@@ -37,14 +37,14 @@ def to_ants(img, dtype=np.float32):
 
 
 def grid_image(affine, shape):
-    """An all-zero ANTsImage on a nibabel grid (a reference for resampling)."""
+    """Make an all-zero ANTsImage on a nibabel grid (a reference for resampling)."""
     import nibabel as nib
 
     return to_ants(nib.Nifti1Image(np.zeros(tuple(shape), dtype=np.float32), affine))
 
 
 def to_nibabel(image, dtype=None):
-    """An ANTsImage as a nibabel Nifti1Image (RAS world coordinates)."""
+    """Convert an ANTsImage to a nibabel Nifti1Image (RAS world coordinates)."""
     import nibabel as nib
 
     linear = np.asarray(image.direction, dtype=np.float64) * np.asarray(image.spacing, dtype=np.float64)

@@ -46,7 +46,7 @@ from ..exceptions import LesionImageError, LSMError
 from ._ants import grid_image, import_ants, to_ants
 from ._preprocess import MODALITIES, prepare_image
 
-__all__ = ["register_lesions", "RegistrationResult", "DEFAULT_TEMPLATE_SPACE", "ATLAS_TEMPLATE_SPACE"]
+__all__ = ["register_lesions", "DEFAULT_TEMPLATE_SPACE", "ATLAS_TEMPLATE_SPACE"]
 
 logger = logging.getLogger("lsm")
 
@@ -224,7 +224,7 @@ def _set_seed(ants, seed):
 
 
 def _mirrored(ants, native, fixed, affine_tx):
-    """A native ANTsImage mirrored through the template's midline (x = 0) after the affine stage."""
+    """Mirror a native ANTsImage through the template's midline (x = 0) after the affine stage."""
     warped = ants.apply_transforms(fixed, native, affine_tx)
     arr = warped.numpy()
     flipped = warped.new_image_like(np.ascontiguousarray(arr[::-1]))
@@ -341,7 +341,8 @@ def _register_one(subject, image_src, lesion_src, brain_src, template, template_
         lesion_t = ants.apply_transforms(fixed, lesion_ants, transforms, interpolator=interp).numpy() >= 0.5
         lesion_aff = ants.apply_transforms(fixed, lesion_ants, affine_tx, interpolator=interp).numpy() >= 0.5
         warped = ants.apply_transforms(fixed, moving, transforms)
-        brain_t = ants.apply_transforms(fixed, moving.new_image_like(brain.astype(np.float32)), transforms).numpy() >= 0.5
+        brain_img = moving.new_image_like(brain.astype(np.float32))
+        brain_t = ants.apply_transforms(fixed, brain_img, transforms).numpy() >= 0.5
         tmask = template_mask.get_fdata() > 0
         brain_dice = 2 * np.count_nonzero(brain_t & tmask) / max(brain_t.sum() + tmask.sum(), 1)
         similarity = -float(ants.image_mutual_information(fixed, warped * fixed_mask))

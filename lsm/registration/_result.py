@@ -97,7 +97,7 @@ class RegistrationResult:
         return self.flagged
 
     def to_dataframe(self):
-        """The QC table (one row per registered subject)."""
+        """Return the QC table (one row per registered subject)."""
         return self.qc.copy()
 
     def summary(self):
@@ -144,7 +144,7 @@ class RegistrationResult:
         return fig
 
     def to_cohort(self, phenotype, **kwargs):
-        """An MNI :class:`~lsm.Cohort` of the registered masks joined with ``phenotype``.
+        """Build an MNI :class:`~lsm.Cohort` of the registered masks, joined with ``phenotype``.
 
         The cohort's ``metadata`` records ``template_space`` and the QC table; flagged
         subjects stay in (see ``qc``), excluded ones are listed in ``Cohort.dropped``.
@@ -162,7 +162,7 @@ class RegistrationResult:
 
     # ---------------------------------------------------------------- outputs
     def to_html(self, path=None, overwrite=False):
-        """The QC page (one self-contained HTML file); returns the HTML text when ``path`` is None."""
+        """Render the QC page (one self-contained HTML file); return the HTML text when ``path`` is None."""
         from ..report import _CSS
 
         text = _qc_page(self, _CSS)
@@ -243,8 +243,8 @@ class RegistrationResult:
         meta = json.loads((path / "registration.json").read_text())
         params, provenance = meta["params"], meta["provenance"]
         qc = pd.read_csv(path / QC_TABLE, sep="\t", na_values=["n/a"], keep_default_na=False,
-                         index_col="participant_id")
-        qc["flag_reason"] = qc["flag_reason"].fillna("").astype(str)
+                         index_col="participant_id", dtype={"flag_reason": str, "hemisphere": str})
+        qc["flag_reason"] = qc["flag_reason"].astype(object).where(qc["flag_reason"].notna(), "").astype(str)
         for col in ("flagged", "hemisphere_kept"):
             qc[col] = qc[col].astype(str).str.lower().eq("true")
         excluded = pd.read_csv(path / "excluded.tsv", sep="\t", dtype=str, keep_default_na=False)

@@ -18,13 +18,13 @@ from scipy import ndimage
 
 from .._utils import check_option, check_random_state
 
-__all__ = ["synthetic_case", "template_images"]
+__all__ = ["synthetic_case", "template_images", "make_isles24_tree"]
 
 _MODALITIES = ("t1", "flair", "t2", "dwi", "ct")
 
 
 def template_images(resolution=1):
-    """The nilearn MNI152 (ICBM 2009a symmetric) T1, brain mask, grey and white matter maps."""
+    """Load the nilearn MNI152 (ICBM 2009a symmetric) T1, brain mask, grey and white matter maps."""
     from nilearn import datasets
 
     return {
@@ -59,7 +59,7 @@ def _smooth_field(rng, shape, voxel_mm, max_mm, sigma_mm):
     return field
 
 
-def _plant_lesion(rng, brain, gm, wm, affine, volume_ml):
+def _plant_lesion(rng, brain, gm, wm, affine, volume_ml, centre_mm=None):
     """Boolean template-space lesion of ``volume_ml`` in one hemisphere, irregular, in tissue."""
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
     n_target = max(1, int(round(volume_ml / voxel_ml)))
@@ -74,6 +74,13 @@ def _plant_lesion(rng, brain, gm, wm, affine, volume_ml):
     centres = np.flatnonzero(tissue & hemisphere & (depth > min(radius_mm, 25.0) + 3)
                              & (side * world[0] > min(radius_mm, 35.0) * 0.6 + 8)
                              & (world[2] > -30))
+    if centre_mm is not None:  # the admissible centre nearest a requested point (jittered by 6 mm)
+        side = 1.0 if centre_mm[0] >= 0 else -1.0
+        centres = np.flatnonzero(tissue & (side * world[0] > 10) & (depth > 4))
+        want = np.asarray(centre_mm, dtype=float) + rng.normal(0.0, 6.0, size=3)
+        cand = world.reshape(3, -1)[:, centres]
+        centres = centres[[int(np.argmin(((cand - want[:, None]) ** 2).sum(axis=0)))]]
+        hemisphere = side * world[0] > 2.0
     if centres.size == 0:
         raise ValueError(f"No room in the template for a {volume_ml} ml lesion.")
     centre = np.array(np.unravel_index(rng.choice(centres), brain.shape))
@@ -127,8 +134,8 @@ def _head(modality, brain_native, voxel_mm, rng):
 
 def synthetic_case(modality="t1", *, lesion_ml=30.0, voxel_size=2.0, random_state=None,
                    rotation_deg=8.0, scaling=0.08, translation_mm=8.0, warp_mm=4.0,
-                   warp_sigma_mm=20.0, noise=0.02, bias=0.15, template=None):
-    """A native-space scan and lesion mask made from the MNI152 template by a known map.
+                   warp_sigma_mm=20.0, noise=0.02, bias=0.15, template=None, centre_mm=None):
+    """Make a native-space scan and lesion mask from the MNI152 template by a known map.
 
     Parameters
     ----------
@@ -150,6 +157,8 @@ def synthetic_case(modality="t1", *, lesion_ml=30.0, voxel_size=2.0, random_stat
         Amplitude of the multiplicative bias field (MR only).
     template : dict or None
         Output of :func:`template_images` (1 mm is used when None).
+    centre_mm : None or sequence of 3 floats
+        Plant the lesion near this template-space point (jittered); None: anywhere it fits.
 
     Returns
     -------
@@ -169,7 +178,7 @@ def synthetic_case(modality="t1", *, lesion_ml=30.0, voxel_size=2.0, random_stat
     brain = np.asarray(tpl["brain"].get_fdata()) > 0.5
     gm = np.asarray(tpl["gm"].get_fdata(), dtype=np.float32)
     wm = np.asarray(tpl["wm"].get_fdata(), dtype=np.float32)
-    lesion_t, side = _plant_lesion(rng, brain, gm, wm, t_aff, lesion_ml)
+    lesion_t, side = _plant_lesion(rng, brain, gm, wm, t_aff, lesion_ml, centre_mm)
     lesion_frac = ndimage.gaussian_filter(lesion_t.astype(np.float32), 0.6)
     lesion_frac = np.maximum(lesion_frac, lesion_t * 0.9)
     value_t = _intensities(modality, t1, brain.astype(np.float32), gm, wm, lesion_frac, rng)
@@ -222,3 +231,55 @@ def synthetic_case(modality="t1", *, lesion_ml=30.0, voxel_size=2.0, random_stat
         "native_to_template": native_to_template,
         "modality": modality,
     }
+
+
+def make_isles24_tree(root, n_subjects=6, *, voxel_size=4.0, random_state=0, template=None):
+    """Write a small synthetic dataset in the ISLES'24 training layout (CT-like scans).
+
+    Each subject gets a non-contrast CT (HU, with skull) in ``raw_data/.../ses-01``, the
+    follow-up lesion mask and an ADC map in NCCT space in ``derivatives/.../ses-02``, and
+    clinical tables in ``phenotype/``. Lesions sit around the left MCA territory so they
+    overlap; NIHSS rises with lesion volume.
+
+    Returns
+    -------
+    dict
+        Subject -> the :func:`synthetic_case` output (ground truth included).
+    """
+    from pathlib import Path
+
+    import nibabel as nib
+    import pandas as pd
+
+    root = Path(root)
+    rng = check_random_state(random_state)
+    tpl = template if template is not None else template_images(2)
+    cases = {}
+    for i in range(n_subjects):
+        sub = f"sub-stroke{i + 1:04d}"
+        volume = float(rng.uniform(15.0, 80.0))
+        case = synthetic_case("ct", lesion_ml=volume, voxel_size=voxel_size, random_state=rng, template=tpl,
+                              centre_mm=(-34.0, -8.0, 14.0))
+        cases[sub] = case
+        raw = root / "raw_data" / sub / "ses-01"
+        der = root / "derivatives" / sub / "ses-02"
+        for d in (raw, der):
+            d.mkdir(parents=True, exist_ok=True)
+        nib.save(case["image"], raw / f"{sub}_ses-01_ncct.nii.gz")
+        nib.save(case["lesion"], der / f"{sub}_ses-02_space-ncct_lesion-msk.nii.gz")
+        les = case["lesion"].get_fdata() > 0
+        adc = np.where(case["image"].get_fdata() > 0, 800.0, 0.0)
+        adc[les] = 450.0
+        nib.save(nib.Nifti1Image(adc.astype(np.float32), case["image"].affine),
+                 der / f"{sub}_ses-02_space-ncct_adc.nii.gz")
+        nihss = int(np.clip(round(volume / 6 + rng.normal(0, 1.5)), 0, 42))
+        ses1 = root / "phenotype" / sub / "ses-01"
+        ses2 = root / "phenotype" / sub / "ses-02"
+        ses1.mkdir(parents=True, exist_ok=True)
+        ses2.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"Age": [int(rng.integers(45, 90))], "Sex": [str(rng.choice(["M", "F"]))],
+                      "NIHSS at admission": [nihss], "mRS at admission": [int(min(5, nihss // 4))]}
+                     ).to_excel(ses1 / f"{sub}_ses-01_demographic_baseline.xlsx", index=False)
+        pd.DataFrame({"mRS 3 months": [int(min(6, nihss // 5))]}).to_excel(ses2 / f"{sub}_ses-02_outcome.xlsx",
+                                                                          index=False)
+    return cases
