@@ -84,7 +84,7 @@ def test_check_inputs_rejects_4d_image():
         check_inputs("sub-2", img, les)
 
 
-def test_missing_ants_says_how_to_install(monkeypatch, tmp_path):
+def test_missing_ants_says_how_to_install(monkeypatch, tmp_path, capsys):
     import lsm
     from lsm.cli import main
 
@@ -97,6 +97,7 @@ def test_missing_ants_says_how_to_install(monkeypatch, tmp_path):
     code = main(["register", "--images", str(tmp_path / "sub-1_ct.nii.gz"), "--lesions",
                  str(tmp_path / "sub-1_lesion.nii.gz"), "--modality", "ct", "--output", str(tmp_path / "out")])
     assert code == 1
+    assert 'pip install "lsm[registration]"' in capsys.readouterr().err
 
 
 def test_mixed_template_spaces_warn():
@@ -148,6 +149,23 @@ def test_small_ct_case_recovers_the_lesion(small_result, small_cases):
     assert small_result.excluded.empty
     assert small_result.params["template_space"] == "MNI152NLin2009aSym"
     assert "flagged" in str(small_result.summary())
+
+
+@pytest.mark.registration
+def test_to_cohort_joins_phenotype_and_records_the_template(small_result):
+    phenotype = pd.DataFrame({"participant_id": ["sub-1", "sub-2", "sub-3"], "nihss": [4, 9, 2]})
+    with pytest.warns(lsm_warning()):
+        cohort = small_result.to_cohort(phenotype)
+    assert cohort.space == "MNI" and list(cohort.subjects) == ["sub-1", "sub-2"]
+    assert cohort.metadata["template_space"] == "MNI152NLin2009aSym"
+    np.testing.assert_array_equal(cohort.lesion_mask("sub-2"), np.asarray(small_result.lesions["sub-2"].dataobj) > 0)
+    assert "sub-3" in set(cohort.dropped["subject"])
+
+
+def lsm_warning():
+    from lsm.exceptions import DroppedSubjectsWarning
+
+    return DroppedSubjectsWarning
 
 
 @pytest.mark.registration
