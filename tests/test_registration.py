@@ -100,6 +100,16 @@ def test_missing_ants_says_how_to_install(monkeypatch, tmp_path, capsys):
     assert 'pip install "lsm[registration]"' in capsys.readouterr().err
 
 
+def test_import_lsm_and_cli_never_import_ants():
+    import subprocess
+
+    code = ("import sys, lsm, lsm.cli, lsm.registration; lsm.cli.build_parser(); lsm.register_lesions; "
+            "print('ants' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 def test_mixed_template_spaces_warn():
     from lsm.registration._spaces import warn_mixed_spaces
 
