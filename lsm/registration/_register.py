@@ -257,12 +257,12 @@ def _read_affine_matrix(ants, path):
     return params[:9].reshape(3, 3)
 
 
-def _overlay_png(warped, template, lesion_mni_t, subject, dpi=70):
+def _overlay_png(warped, template, lesion_mni_t, subject, dpi=80):
     """PNG bytes: the warped scan (grey) with template brain contours and the lesion in colour."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
+
+    lesion_cmap = ListedColormap(["#ff2a2a"])
 
     fig = Figure(figsize=(9, 3.2))
     idx = np.argwhere(lesion_mni_t)
@@ -276,7 +276,7 @@ def _overlay_png(warped, template, lesion_mni_t, subject, dpi=70):
         ax.imshow(img, origin="lower", cmap="gray", vmin=0, vmax=vmax)
         ax.contour(tpl, levels=[0.5], colors="#33ccff", linewidths=0.7)
         if les.any():
-            ax.imshow(np.ma.masked_where(les == 0, les), origin="lower", cmap="autumn", alpha=0.6,
+            ax.imshow(np.ma.masked_where(les == 0, les), origin="lower", cmap=lesion_cmap, alpha=0.55,
                       vmin=0, vmax=1)
         ax.set_axis_off()
         ax.set_title(("axial", "coronal", "sagittal")[k], fontsize=9)

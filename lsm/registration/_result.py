@@ -314,7 +314,7 @@ def _qc_page(result, css):
 <a href="#overlays">Overlays</a><a href="#parameters">Parameters</a></nav>
 <h2 id="summary">Summary</h2><pre>{esc(str(result.summary()))}</pre>
 <p class="note">Template {esc(str(result.template_space))}; each overlay shows the warped scan (grey), the template
-brain outline (blue) and the warped lesion (red/yellow). Flagged rows are highlighted: check them before analysis.</p>
+brain outline (blue) and the warped lesion (red). Flagged rows are highlighted: check them before analysis.</p>
 {"<p class='warn'>" + str(n_flag) + " subject(s) flagged.</p>" if n_flag else ""}
 <h2 id="table">QC table</h2><div class="wide"><table><thead><tr>{head}</tr></thead>
 <tbody>{''.join(rows)}</tbody></table></div>
