@@ -288,7 +288,10 @@ def test_accuracy_at_2mm(modality):
         dice.append(_dice(got, truth))
         ratio.append(got.sum() / truth.sum())
     assert np.median(dice) >= 0.88, dice
-    assert all(0.9 <= r <= 1.1 for r in ratio), ratio
+    # volume within 10 % from 20 ml up; the 5 ml lesion within 15 %: at 2 mm a boundary
+    # off by 0.5 mm is already ~7 % of its volume
+    assert all(0.9 <= r <= 1.1 for r, v in zip(ratio, volumes) if v >= 20), ratio
+    assert all(0.85 <= r <= 1.15 for r in ratio), ratio
     # masking never worse than no masking on the largest lesion
     big = "sub-4"
     plain = lsm.register_lesions({big: cases[big]["image"]}, {big: cases[big]["lesion"]}, modality=modality,
