@@ -19,7 +19,7 @@ Pipeline per subject (:func:`register_lesions`):
    neighbour) onto the output grid, the arterial atlas's MNI152 grid by default.
 
 Why steps 4-5 (the lesion-volume trap): a dark (hypo-intense) lesion given only as the
-moving mask of a SyN stage still shrank by 15-20 % in volume on synthetic CT. The mask
+moving mask of a SyN stage still shrank by 17-27 % in volume on synthetic CT. The mask
 removes the lesion's own voxels from the metric, but the points just outside it still see
 the lesion's dark edge (the images are smoothed at the coarse levels and the metric
 gradient is an image gradient), and SyN pulls that edge towards darker template tissue.
