@@ -126,6 +126,7 @@ def test_mixed_template_spaces_warn():
 @pytest.fixture(scope="module")
 def small_cases(tpl2):
     """Two CT cases on 4 mm native grids (fast), lesions of 40 and 15 ml."""
+    pytest.importorskip("ants")
     return {f"sub-{i}": synthetic_case("ct", lesion_ml=ml, voxel_size=4.0, random_state=i, template=tpl2)
             for i, ml in ((1, 40.0), (2, 15.0))}
 
