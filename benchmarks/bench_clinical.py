@@ -66,7 +66,7 @@ def main():
         s = best(lambda: outcome_model(frame32, outcome, ["nihss" if outcome == "mrs" else "age",
                                                           "age" if outcome == "mrs" else "T00",
                                                           "lesion_volume"],
-                                       family=family, log_volume=True, **kw), args.repeat)
+                                       family=family, volume_transform="log", **kw), args.repeat)
         rows.append(("outcome_model", family, "3 predictors", 1, s))
 
     for (frame, terr), label in [((frame10, terr10), "10 territories"),
@@ -78,7 +78,8 @@ def main():
                     if n_perm == 10000 and method != "regression":
                         continue
                     s = best(lambda: territory_lsm(frame, score, territories=terr,
-                                                   method=method, lesion_volume="log",
+                                                   method=method, lesion_volume="covariate",
+                                                   volume_transform="log", min_lesioned=5,
                                                    covariates="age", n_permutations=n_perm,
                                                    random_state=0, n_jobs=n_jobs), args.repeat)
                     rows.append(("territory_lsm", f"{method}, {label}",

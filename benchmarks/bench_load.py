@@ -37,7 +37,7 @@ with PeakMemory() as mem:
     t0 = time.perf_counter()
     cohort = lsm.datasets.load_soop(n_jobs={n_jobs})
     seconds = time.perf_counter() - t0
-reasons = cohort.dropped["reason"].value_counts().to_dict()
+reasons = cohort.excluded["reason"].value_counts().to_dict()
 print(json.dumps({{"seconds": seconds, "peak_mib": max(mem.peak, own_peak_mib()),
                   "main_mib": own_peak_mib(), "n": len(cohort),
                   "nihss": len(cohort.select("nihss")),

@@ -50,16 +50,16 @@ def main(argv=None):
 
     # 1. volume vs NIHSS -------------------------------------------------------------------
     rows = []
-    for method, log_volume, covs in [
-        ("spearman", False, None),
-        ("pearson", False, None),
-        ("pearson", True, None),
-        ("kendall", False, None),
-        ("spearman", False, ["age"]),
+    for method, volume_transform, covs in [
+        ("spearman", "linear", None),
+        ("pearson", "linear", None),
+        ("pearson", "log", None),
+        ("kendall", "linear", None),
+        ("spearman", "linear", ["age"]),
     ]:
         t = time.perf_counter()
         res = lsm.volume_score_correlation(
-            cohort, "nihss", method=method, log_volume=log_volume, covariates=covs,
+            cohort, "nihss", method=method, volume_transform=volume_transform, covariates=covs,
             n_boot=args.n_boot, random_state=args.seed,
         )
         row = res.to_dataframe().iloc[0]
@@ -68,51 +68,53 @@ def main(argv=None):
     _print(
         f"Lesion volume vs NIHSS (BCa {args.n_boot} bootstrap resamples, 95% CI); "
         "JHU paper: r = 0.57",
-        pd.DataFrame(rows)[["method", "log_volume", "covariates", "n", "r", "ci_low", "ci_high",
+        pd.DataFrame(rows)[["method", "volume_transform", "covariates", "n", "r", "ci_low", "ci_high",
                             "p", "n_excluded", "seconds"]],
     )
 
     # 2. outcome models --------------------------------------------------------------------
-    for log_volume in (False, True):
+    for volume_transform in ("linear", "log"):
         om = lsm.outcome_model(cohort, MRS, ["nihss", "age", "lesion_volume"], family="ordinal",
-                               log_volume=log_volume)
+                               volume_transform=volume_transform)
         _print(
             f"Proportional-odds model of 90-day mRS ({MRS}) on NIHSS, age and "
-            f"{'log10 ' if log_volume else ''}lesion volume (ml): n = {om.n}, "
+            f"{'log10 ' if volume_transform == 'log' else ''}lesion volume (ml): n = {om.n}, "
             f"excluded = {len(om.excluded)}; odds ratios for a higher (worse) mRS",
             om.table[["coef", "se", "p", "odds_ratio", "or_ci_low", "or_ci_high"]],
         )
     lg = lsm.outcome_model(cohort, MRS, ["nihss", "age", "lesion_volume"], family="logistic",
-                           cutoff=2, log_volume=True)
+                           cutoff=2, volume_transform="log")
     _print(
         f"Logistic model of mRS 3-6 vs 0-2 on NIHSS, age and log10 lesion volume: n = {lg.n}",
         lg.table[["coef", "se", "p", "odds_ratio", "or_ci_low", "or_ci_high"]],
     )
 
     # 3. territories beyond size -----------------------------------------------------------
-    for method, lesion_volume in [("spearman", True), ("regression", "log")]:
+    for method, volume_transform in [("spearman", "linear"), ("regression", "log")]:
         t = time.perf_counter()
         tl = lsm.territory_lsm(
-            cohort, "nihss", level=2, method=method, lesion_volume=lesion_volume,
+            cohort, "nihss", level=2, method=method, lesion_volume="covariate",
+            volume_transform=volume_transform, min_lesioned=5,
             n_permutations=args.n_permutations, random_state=args.seed, n_jobs=args.n_jobs,
         )
         _print(
             f"Level-2 territories vs NIHSS, {method}, nuisance {tl.covariates} (Freedman-Lane), "
             f"{args.n_permutations} permutations, n = {tl.n}, critical |r| = "
-            f"{tl.r_critical:.4f}; FWE-significant: {', '.join(tl.significant) or 'none'} "
+            f"{tl.r_critical:.4f}; FWE-significant: {', '.join(tl.significant.index[tl.significant]) or 'none'} "
             f"({time.perf_counter() - t:.1f} s)",
             tl.table[["n_lesioned", "mean_load", "r", "t", "p_parametric", "p_uncorrected",
                       "p_fwe", "significant"]],
         )
     t = time.perf_counter()
     tl = lsm.territory_lsm(
-        cohort, MRS, level=2, method="ordinal", lesion_volume="log", covariates=["age"],
+        cohort, MRS, level=2, method="ordinal", lesion_volume="covariate", volume_transform="log",
+        covariates=["age"], min_lesioned=5,
         n_permutations=args.n_permutations, random_state=args.seed, n_jobs=args.n_jobs,
     )
     _print(
         f"Level-2 territories vs 90-day mRS, ordinal (proportional-odds score), nuisance "
         f"{tl.covariates}, {args.n_permutations} permutations, n = {tl.n}; FWE-significant: "
-        f"{', '.join(tl.significant) or 'none'} ({time.perf_counter() - t:.1f} s)",
+        f"{', '.join(tl.significant.index[tl.significant]) or 'none'} ({time.perf_counter() - t:.1f} s)",
         tl.table[["n_lesioned", "r", "p_uncorrected", "p_fwe", "significant"]],
     )
     print(f"\nTotal {time.perf_counter() - t0:.0f} s")

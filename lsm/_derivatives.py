@@ -6,17 +6,22 @@ replace an existing file unless ``overwrite=True``; callers write into the tempo
 folder of :func:`lsm._utils.atomic_output_dir`, so a failed command leaves nothing behind.
 """
 
+import datetime as _dt
 import json
+import math
+import numbers
 import shutil
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 import pandas as pd
 
 from ._utils import RESULT_SUBDIR, atomic_write_text
-from .results import _json_safe
 
 __all__ = [
+    "json_safe",
+    "json_text",
     "dataset_description",
     "write_json",
     "write_nifti",
@@ -25,15 +30,64 @@ __all__ = [
 ]
 
 
-def dataset_description(name, **extra):
-    """A BIDS ``dataset_description.json`` dict for an lsm derivative folder."""
+def json_safe(obj):
+    """Recursively convert ``obj`` into something :func:`json.dumps` accepts.
+
+    numpy scalars and arrays become Python numbers and lists, non-finite floats become
+    ``None`` (JSON has no NaN), paths and timestamps become strings, sets become sorted
+    lists and mappings get string keys.
+    """
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return [json_safe(v) for v in sorted(obj, key=str)]
+    if isinstance(obj, pd.DataFrame):
+        return json_safe(obj.to_dict(orient="records"))
+    if isinstance(obj, pd.Series):
+        return json_safe(obj.to_dict())
+    if isinstance(obj, (Path, _dt.date, _dt.datetime, pd.Timestamp)):
+        return str(obj)
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    return str(obj)
+
+
+def json_text(obj):
+    """``obj`` as indented JSON text (through :func:`json_safe`): the one JSON writer of lsm."""
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n"
+
+
+def dataset_description(name, provenance=None, **extra):
+    """A BIDS ``dataset_description.json`` dict for an lsm derivative folder.
+
+    ``GeneratedBy.Version`` is the lsm version that made the result, read from
+    ``provenance`` (``"lsm_version"``, else ``versions["lsm"]``) when given, else the
+    running version.
+    """
     from . import __version__
 
+    provenance = provenance or {}
+    made_by = provenance.get("lsm_version") or (provenance.get("versions") or {}).get("lsm")
     desc = {
         "Name": name,
         "BIDSVersion": "1.9.0",
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "lsm", "Version": __version__}],
+        "GeneratedBy": [{"Name": "lsm", "Version": made_by or __version__}],
     }
     desc.update(extra)
     return desc
@@ -41,8 +95,7 @@ def dataset_description(name, **extra):
 
 def write_json(path, obj, overwrite=False):
     """Write ``obj`` as indented JSON (numpy values and NaN made JSON-safe)."""
-    text = json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n"
-    return atomic_write_text(path, text, overwrite=overwrite)
+    return atomic_write_text(path, json_text(obj), overwrite=overwrite)
 
 
 def _sidecar(path):

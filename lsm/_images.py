@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["read_mask", "grid_mapping", "mni_grid", "same_grid"]
+__all__ = ["read_mask", "grid_mapping", "voxel_of", "mni_grid", "same_grid"]
 
 # FSL MNI152 1 mm field of view (182 x 218 x 182, RAS), as used by the arterial atlas.
 _MNI_ORIGIN = np.array([-91.0, -126.0, -72.0])
@@ -32,51 +32,67 @@ def same_grid(affine_a, shape_a, affine_b, shape_b, atol=1e-4):
     return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=atol)
 
 
+def voxel_of(cont, affine, shape):
+    """The one nearest-neighbour rule of lsm: continuous voxel coordinates -> voxel index.
+
+    Parameters
+    ----------
+    cont : ndarray of shape (3, n)
+        Continuous voxel coordinates on the grid ``(affine, shape)`` (``inv(affine) @
+        world``).
+    affine : ndarray of shape (4, 4)
+        The grid's affine (gives the direction of each axis in world space).
+    shape : tuple of 3 int
+        The grid's shape.
+
+    Returns
+    -------
+    flat : ndarray of shape (n,), int64
+        Flat (C-order) index of the voxel whose extent contains each point, or -1 when
+        the point lies outside the grid (beyond half a voxel from the outer centres). A
+        point exactly halfway between two voxel centres takes the voxel with the larger
+        world coordinate along that axis, whatever the grid's orientation, so a mask
+        stored LAS regrids like its RAS copy (for an axis pointing to +world this is
+        scipy/nilearn's round-half-up). A tolerance of 1e-6 voxel absorbs float noise on
+        exact lattices.
+    """
+    shape = tuple(int(v) for v in shape)
+    cols = np.asarray(affine, dtype=np.float64)[:3, :3]
+    sign = np.where(cols[np.abs(cols).argmax(axis=0), np.arange(3)] < 0, -1.0, 1.0)[:, None]
+    ijk = (sign * np.floor(sign * np.asarray(cont, dtype=np.float64) + 0.5 + 1e-6)).astype(np.int64)
+    inside = np.all((ijk >= 0) & (ijk < np.array(shape)[:, None]), axis=0)
+    flat = np.full(ijk.shape[1], -1, dtype=np.int64)
+    flat[inside] = np.ravel_multi_index(tuple(ijk[:, inside]), shape)
+    return flat
+
+
 def grid_mapping(src_affine, src_shape, dst_affine, dst_shape):
     """Nearest-neighbour map from destination voxels to source voxels.
 
     Returns an int64 array of length ``prod(dst_shape)``: the flat (C-order) source index
-    whose voxel contains each destination voxel centre, or -1 outside the source grid.
-    When both grids share a lattice (same voxel size, any flips/permutations of axes,
-    integer offsets) the mapping is exact: no voxel is lost or invented.
-
-    A destination centre exactly halfway between two source voxel centres (e.g. grids
-    offset by half a voxel) takes the source voxel with the larger world coordinate along
-    that axis, whatever the source's orientation: a mask stored LAS regrids like its RAS
-    copy. (For a source axis pointing to +world this is scipy/nilearn's round-half-up.)
+    whose voxel contains each destination voxel centre, or -1 outside the source grid
+    (the rule of :func:`voxel_of`). When both grids share a lattice (same voxel size, any
+    flips/permutations of axes, integer offsets) the mapping is exact: no voxel is lost
+    or invented.
     """
     dst_shape = tuple(int(s) for s in dst_shape)
-    src_shape = tuple(int(s) for s in src_shape)
     src_affine = np.asarray(src_affine, dtype=np.float64)
     vox2vox = np.linalg.solve(src_affine, dst_affine)
     ijk = np.indices(dst_shape, dtype=np.float64).reshape(3, -1)
-    src = vox2vox[:3, :3] @ ijk + vox2vox[:3, 3:4]
-    # Sign of the world axis each source axis mostly points along: ties are rounded up
-    # along +world, i.e. down in index on a flipped axis. The 1e-6 tolerates float noise
-    # on exact lattices.
-    cols = src_affine[:3, :3]
-    sign = np.where(cols[np.abs(cols).argmax(axis=0), np.arange(3)] < 0, -1.0, 1.0)[:, None]
-    src = (sign * np.floor(sign * src + 0.5 + 1e-6)).astype(np.int64)
-    inside = np.all((src >= 0) & (src < np.array(src_shape)[:, None]), axis=0)
-    flat = np.full(src.shape[1], -1, dtype=np.int64)
-    flat[inside] = np.ravel_multi_index(tuple(src[:, inside]), src_shape)
-    return flat
+    return voxel_of(vox2vox[:3, :3] @ ijk + vox2vox[:3, 3:4], src_affine, src_shape)
 
 
 def count_outside(mask_indices, src_affine, src_shape, dst_affine, dst_shape):
-    """Number of source voxels (flat indices) whose centre lies outside the destination grid.
+    """Count the source voxels (flat indices) whose centre lies outside the destination grid.
 
-    A voxel is inside when its centre is within half a voxel of the destination's outer
-    voxel centres, i.e. its nearest destination voxel exists.
+    A voxel is inside when its nearest destination voxel exists (:func:`voxel_of`).
     """
     if mask_indices.size == 0:
         return 0
     ijk = np.vstack(np.unravel_index(mask_indices, tuple(src_shape))).astype(np.float64)
     vox2vox = np.linalg.solve(np.asarray(dst_affine, dtype=np.float64), np.asarray(src_affine, dtype=np.float64))
     dst = vox2vox[:3, :3] @ ijk + vox2vox[:3, 3:4]
-    upper = np.array(dst_shape, dtype=np.float64)[:, None] - 0.5
-    inside = np.all((dst >= -0.5 - 1e-6) & (dst < upper + 1e-6), axis=0)
-    return int(mask_indices.size - np.count_nonzero(inside))
+    return int(np.count_nonzero(voxel_of(dst, dst_affine, dst_shape) < 0))
 
 
 def regrid_indices(indices, mapping, src_size):
@@ -96,6 +112,8 @@ def read_mask(img, threshold=None):
     if not isinstance(img, nib.spatialimages.SpatialImage):
         try:
             img = nib.load(str(img))
+        except MemoryError:  # not a property of the mask: who is in a cohort must not depend on free RAM
+            raise
         except Exception as exc:  # nibabel raises many types for corrupt files
             raise MaskProblem(f"unreadable image ({type(exc).__name__}: {exc})") from exc
     shape = img.shape
@@ -105,6 +123,8 @@ def read_mask(img, threshold=None):
         raise MaskProblem(f"image is {len(img.shape)}D with shape {img.shape}; a 3D mask is needed")
     try:
         data = np.asarray(img.dataobj).reshape(shape)
+    except MemoryError:
+        raise
     except Exception as exc:
         raise MaskProblem(f"unreadable image data ({type(exc).__name__}: {exc})") from exc
     if data.dtype.kind == "f":
@@ -132,7 +152,7 @@ def read_mask(img, threshold=None):
 
 
 def check_affine(affine):
-    """The affine as a float array, or MaskProblem if it cannot place voxels in space."""
+    """Return the affine as a float array; raise MaskProblem if it cannot place voxels in space."""
     if affine is None:
         raise MaskProblem("the header has no affine (voxel-to-world transform)")
     affine = np.asarray(affine, dtype=np.float64)

@@ -8,8 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
+from ._validation import check_option, check_random_state  # noqa: F401 (their home is lsm._validation)
 from .exceptions import OutputExistsError
 
 __all__ = ["check_option", "check_random_state", "atomic_output_dir", "atomic_write_text",
@@ -20,29 +19,6 @@ __all__ = ["check_option", "check_random_state", "atomic_output_dir", "atomic_wr
 RESULT_SUBDIR = ".vlsm-result"
 # the temporary sibling ".<name>.tmp-<random>" of atomic_output_dir / atomic_write_text
 _TMP_NAME = re.compile(r"(?<![^/\\\s'\"])\.([^/\\'\"\n]+?)\.tmp-[A-Za-z0-9_]+")
-
-
-def check_option(name, value, allowed):
-    """Raise a ValueError naming the parameter, the allowed values and what was given."""
-    if value not in allowed:
-        allowed_txt = ", ".join(repr(a) for a in allowed)
-        raise ValueError(
-            f"Invalid value for the {name!r} parameter. Allowed values are {allowed_txt}, "
-            f"but got {value!r} instead."
-        )
-    return value
-
-
-def check_random_state(random_state):
-    """Turn ``None``, an int, a SeedSequence or a Generator into a ``np.random.Generator``."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        raise TypeError(
-            "random_state must be None, an int or a numpy.random.Generator; legacy "
-            "RandomState objects are not supported (use np.random.default_rng(seed))."
-        )
-    return np.random.default_rng(random_state)
 
 
 def display_path(text):

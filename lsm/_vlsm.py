@@ -5,7 +5,6 @@ array-only engine :func:`lsm.stats.voxelwise_test` and wraps its arrays into a
 :class:`~lsm.results.VLSMResult` on the cohort grid.
 """
 
-import datetime
 import logging
 import time
 
@@ -13,9 +12,23 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._utils import check_option
+from ._docs import fill_doc
+from ._result import make_provenance
+from ._validation import (
+    ALTERNATIVES,
+    CORRECTIONS,
+    as_column_list,
+    check_alpha,
+    check_lesion_volume,
+    check_min_lesioned,
+    check_n_jobs,
+    check_n_permutations,
+    check_option,
+    check_volume_transform,
+    resolve_seed,
+)
 from .exceptions import AnalysisError, PhenotypeError, SpaceError
-from .stats import ALTERNATIVES, CORRECTIONS, METHODS, resolve_min_lesioned, voxelwise_test
+from .stats import METHODS, resolve_min_lesioned, voxelwise_test
 
 __all__ = ["vlsm", "LESION_VOLUME_OPTIONS"]
 
@@ -113,26 +126,6 @@ def _candidate_matrix(cohort, subjects, min_lesioned):
     return lesions, voxel_index, n_lesioned
 
 
-def _versions():
-    import joblib
-    import nibabel
-    import nilearn
-    import scipy
-    import statsmodels
-
-    from . import __version__
-
-    return {
-        "lsm": __version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "statsmodels": statsmodels.__version__,
-        "joblib": joblib.__version__,
-        "nibabel": nibabel.__version__,
-        "nilearn": nilearn.__version__,
-    }
-
-
 def _null_statistic(correction, alternative, v):
     if correction in ("cluster_size", "cluster_mass"):
         return f"max_{correction}"
@@ -142,18 +135,28 @@ def _null_statistic(correction, alternative, v):
     return f"max_{side}" if correction == "fwe" else f"v{v}th_largest_{side}"
 
 
-def check_vlsm_options(method, correction, alternative, lesion_volume, covariates):
-    """Check the analysis options of :func:`vlsm` that need no data; return the covariates
-    as a list. (The command line calls this before reading any mask.)"""
+def check_vlsm_options(method, correction, alternative, lesion_volume, covariates,
+                       volume_transform="linear", min_lesioned=0.05, alpha=0.05,
+                       n_permutations=5000, cluster_forming_p=0.001):
+    """Check the analysis options of :func:`vlsm` that need no data.
+
+    Returns the covariates as a list. (The command line calls this before reading any mask.)
+    """
     check_option("method", method, METHODS)
     check_option("correction", correction, CORRECTIONS)
     check_option("alternative", alternative, ALTERNATIVES)
-    check_option("lesion_volume", lesion_volume, LESION_VOLUME_OPTIONS)
-    covariates = [covariates] if isinstance(covariates, str) else list(covariates or [])
+    check_lesion_volume(lesion_volume, LESION_VOLUME_OPTIONS)
+    check_volume_transform(volume_transform)
+    check_min_lesioned(min_lesioned)
+    check_alpha(alpha)
+    check_alpha(cluster_forming_p, "cluster_forming_p")
+    check_n_permutations(n_permutations)
+    covariates = as_column_list(covariates, "covariates")
     _check_combination(method, covariates, lesion_volume)
     return covariates
 
 
+@fill_doc
 def vlsm(
     cohort,
     score,
@@ -161,6 +164,7 @@ def vlsm(
     method="ttest",
     covariates=None,
     lesion_volume=None,
+    volume_transform="linear",
     n_permutations=5000,
     correction="fwe",
     alpha=0.05,
@@ -170,7 +174,7 @@ def vlsm(
     n_jobs=1,
     random_state=None,
     verbose=0,
-    cluster_threshold=0.001,
+    cluster_forming_p=0.001,
 ):
     """Voxel-based lesion-symptom mapping with permutation inference.
 
@@ -178,58 +182,47 @@ def vlsm(
     ----------
     cohort : Cohort
         Lesion masks and phenotype on a common grid (``space="MNI"``).
-    score : str
-        Phenotype column to map (e.g. ``"nihss"``).
+    %(score)s
     method : {"ttest", "welch", "brunner_munzel", "regression", "liebermeister"}
         ``"ttest"``: pooled-variance t. ``"welch"``: unequal-variance t.
         ``"brunner_munzel"``: rank test with exact mid-ranks for tied scores (NIHSS, mRS).
         ``"regression"``: OLS t of the score on lesion status plus covariates,
         Freedman-Lane permutations. ``"liebermeister"``: binary score (two values; the
         larger is coded 1) against lesion status, Liebermeister's quasi-exact test.
-    covariates : str or list of str, optional
-        Phenotype columns entering the model (``method="regression"`` only). Text columns
-        are dummy-coded.
-    lesion_volume : {None, "covariate", "dtlvc"}
-        Lesion-volume control, ``method="regression"`` only: ``"covariate"`` adds lesion
-        volume (ml) to the model; ``"dtlvc"`` (direct total lesion volume control) divides
-        lesion status by sqrt(lesion volume), so subjects without a lesion are excluded
-        (listed in the provenance). Any other method with a lesion-volume
-        control, and covariates with any method but regression, raise ``ValueError``.
-    n_permutations : int
-        Permutations of the score (not used by ``fdr_bh``, ``fdr_by`` and ``none``).
+    %(covariates)s
+        ``method="regression"`` only.
+    %(lesion_volume)s
+        ``method="regression"`` only: any other method with a lesion-volume control,
+        and covariates with any method but regression, raise ``ValueError``.
+    %(volume_transform)s
+        Used with ``lesion_volume="covariate"`` (with ``"log"``, subjects without a
+        lesion are excluded and listed).
+    %(n_permutations)s
+        Not used by ``fdr_bh``, ``fdr_by`` and ``none``.
     correction : {"fwe", "cfwer", "fdr_bh", "fdr_by", "cluster_size", "cluster_mass", "tfce", "none"}
         ``"fwe"``: max statistic; ``"cfwer"``: v-th largest statistic (v voxels,
         Mirman et al. 2018); ``"fdr_bh"``/``"fdr_by"``: FDR on the parametric p-values;
         ``"cluster_size"``/``"cluster_mass"``: cluster-level inference with clusters
-        formed at ``cluster_threshold`` (26-connectivity); ``"tfce"``: threshold-free
+        formed at ``cluster_forming_p`` (26-connectivity); ``"tfce"``: threshold-free
         cluster enhancement of the z map (E=0.5, H=2, step 0.1); ``"none"``.
         Where the degrees of freedom differ between voxels (Welch, Brunner-Munzel) the
         permutation maxima are taken over z.
-    alpha : float
-        A voxel is significant when its corrected p-value is <= alpha.
+    %(alpha)s
     v : int
         Number of voxels allowed to be false positives for ``"cfwer"``.
-    min_lesioned : int or float
-        A voxel is tested when at least this many subjects are lesioned there and at
-        least this many are not; a float in (0, 1) is a fraction f of the analysed
-        subjects (count = ceil(f * N)). Must amount to at least 2.
-    alternative : {"two-sided", "greater", "less"}
-        ``"greater"``: lesioned subjects have higher scores (positive statistic).
-    n_jobs : int
-        joblib workers (-1: all cores). The result does not depend on it.
-    random_state : None, int or numpy.random.Generator
-        Seed of the permutations. ``None`` draws a seed, recorded in the provenance.
-    verbose : int
-        Progress bars when > 0.
-    cluster_threshold : float
-        Uncorrected p forming clusters for the cluster corrections (per tail when
-        two-sided).
+    %(min_lesioned)s
+    %(alternative)s
+    %(n_jobs)s
+    %(random_state)s
+    %(verbose)s
+    %(cluster_forming_p)s
 
     Returns
     -------
     result : VLSMResult
-        Maps on the cohort grid, the null distribution, parameters and provenance
-        (analysed and excluded subjects, tested voxels, unique lesion patterns...).
+        Maps on the cohort grid, the null distribution, ``params``, ``provenance``
+        (seed, versions, analysed subjects, tested voxels, unique lesion patterns...) and
+        ``excluded`` (subjects left out, with the reason).
 
     Raises
     ------
@@ -239,7 +232,10 @@ def vlsm(
     t0 = time.perf_counter()
     from .results import VLSMResult
 
-    covariates = check_vlsm_options(method, correction, alternative, lesion_volume, covariates)
+    covariates = check_vlsm_options(method, correction, alternative, lesion_volume, covariates,
+                                    volume_transform, min_lesioned, alpha, n_permutations,
+                                    cluster_forming_p)
+    n_jobs = check_n_jobs(n_jobs)
     if getattr(cohort, "space", "MNI") != "MNI":
         raise SpaceError(
             f"Voxel-wise analyses need masks in a common standard space, but this cohort is in "
@@ -285,6 +281,9 @@ def vlsm(
             # 1 / sqrt(0): dTLVC cannot scale an empty lesion (a volume covariate can be 0).
             excluded.append({"subject": subject, "reason": "zero lesion volume (lesion_volume='dtlvc')"})
             continue
+        if lesion_volume == "covariate" and volume_transform == "log" and not volumes[subject] > 0:
+            excluded.append({"subject": subject, "reason": "zero lesion volume (volume_transform='log')"})
+            continue
         keep.append(subject)
     if excluded:
         logger.info("%d subject(s) excluded from the analysis of %r", len(excluded), score)
@@ -318,15 +317,13 @@ def vlsm(
     lesion_scale = None
     if lesion_volume == "covariate":
         vol = volumes[keep].to_numpy()[:, None]
+        if volume_transform == "log":
+            vol = np.log10(vol)
         cov_matrix = vol if cov_matrix is None else np.column_stack([cov_matrix, vol])
     elif lesion_volume == "dtlvc":
         lesion_scale = 1.0 / np.sqrt(volumes[keep].to_numpy())
 
-    seed = random_state
-    if random_state is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    elif isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        seed = int(random_state)
+    seed, rng = resolve_seed(random_state)
 
     lesions, voxel_index, n_lesioned = _candidate_matrix(cohort, keep, min_lesioned)
     if voxel_index.size == 0:
@@ -345,10 +342,10 @@ def vlsm(
         min_lesioned=min_lesioned,
         alternative=alternative,
         n_jobs=n_jobs,
-        random_state=seed,
+        random_state=rng,
         grid_shape=cohort.shape,
         voxel_index=voxel_index,
-        cluster_threshold=cluster_threshold,
+        cluster_forming_p=cluster_forming_p,
         verbose=verbose,
     )
 
@@ -372,6 +369,7 @@ def vlsm(
         "method": method,
         "covariates": covariates,
         "lesion_volume": lesion_volume,
+        "volume_transform": volume_transform,
         "n_permutations": engine.n_permutations,
         "correction": correction,
         "alpha": alpha,
@@ -379,34 +377,33 @@ def vlsm(
         "min_lesioned": min_lesioned,
         "min_lesioned_count": engine.min_lesioned,
         "alternative": alternative,
-        "random_state": seed if random_state is not None and isinstance(seed, int) else None,
-        "n_jobs": n_jobs,
+        "random_state": random_state if isinstance(random_state, (int, np.integer)) else None,
     }
     if correction in ("cluster_size", "cluster_mass", "tfce"):
         params.update(
-            cluster_threshold=cluster_threshold,
+            cluster_forming_p=cluster_forming_p,
             cluster_forming_z=engine.info["cluster_forming_z"],
             connectivity=26,
             tfce_step=engine.info["tfce_step"],
         )
-    provenance = {
-        "n_subjects": len(keep),
-        "subjects": list(keep),
-        "excluded": excluded,
-        "n_voxels_tested": int(tested.sum()),
-        "n_unique_patterns": engine.n_unique_patterns,
-        "n_non_estimable_voxels": engine.info["n_non_estimable_voxels"],
-        "seed": seed if isinstance(seed, int) else None,
-        "null_units": "z" if correction in ("fwe", "cfwer") else correction,
-        "covariate_columns": list(cov.columns) + (["lesion_volume_ml"] if lesion_volume == "covariate" else []),
-        "score_coding": (
+    volume_column = "log10_lesion_volume_ml" if volume_transform == "log" else "lesion_volume_ml"
+    provenance = make_provenance(
+        seed=seed,
+        n_jobs=n_jobs,
+        t0=t0,
+        packages=("statsmodels", "joblib", "nibabel", "nilearn"),
+        n_subjects=len(keep),
+        subjects=list(keep),
+        n_voxels_tested=int(tested.sum()),
+        n_unique_patterns=engine.n_unique_patterns,
+        n_non_estimable_voxels=engine.info["n_non_estimable_voxels"],
+        null_units="z" if correction in ("fwe", "cfwer") else correction,
+        covariate_columns=list(cov.columns) + ([volume_column] if lesion_volume == "covariate" else []),
+        score_coding=(
             {"0": float(levels[0]), "1": float(levels[1])} if method == "liebermeister" else None
         ),
-        "versions": _versions(),
-        "engine": {k: engine.info[k] for k in ("batch_size", "n_chunks", "n_workers")},
-        "runtime_s": time.perf_counter() - t0,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+        engine={k: engine.info[k] for k in ("batch_size", "n_chunks", "n_workers")},
+    )
     extra = dict(engine.extra_maps)
     return VLSMResult.from_arrays(
         affine=cohort.affine,
@@ -425,4 +422,5 @@ def vlsm(
         extra_maps=extra,
         observed=observed,
         null_statistic=None if engine.null_distribution is None else _null_statistic(correction, alternative, v),
+        excluded=excluded,
     )

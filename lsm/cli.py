@@ -217,13 +217,16 @@ def build_parser():
                    help="ttest, welch, brunner_munzel, regression (with covariates) or liebermeister")
     g.add_argument("--covariates", nargs="+", default=None, metavar="COLUMN",
                    help="phenotype columns entering the model (method regression)")
-    g.add_argument("--lesion-volume", default=None, metavar="MODE",
-                   help="lesion-volume control with method regression: covariate or dtlvc")
+    g.add_argument("--lesion-volume", default="none", choices=["none", "covariate", "dtlvc"],
+                   help="lesion-volume control with method regression: volume as a covariate, or "
+                   "direct total lesion volume control (dtlvc)")
+    g.add_argument("--volume-transform", default="linear", choices=["linear", "log"],
+                   help="how lesion volume enters the model with --lesion-volume covariate: ml or log10 ml")
     g.add_argument("--n-permutations", type=int, default=5000, help="permutations")
     g.add_argument("--correction", default="fwe",
                    help="fwe, cfwer, fdr_bh, fdr_by, cluster_size, cluster_mass, tfce or none")
-    g.add_argument("--cluster-threshold", type=float, default=None, metavar="P",
-                   help="uncorrected p forming clusters (cluster_size, cluster_mass)")
+    g.add_argument("--cluster-forming-p", type=float, default=None, metavar="P",
+                   help="uncorrected p forming clusters (cluster_size, cluster_mass); a p-value, not a size")
     g.add_argument("--alpha", type=float, default=0.05, help="significance level")
     g.add_argument("--alternative", default="two-sided", help="two-sided, greater or less")
     g.add_argument("--min-lesioned", default=None, metavar="N",
@@ -234,6 +237,7 @@ def build_parser():
     g.add_argument("--no-report", action="store_true", help="do not write report.html")
     _atlas_options(p, custom=False)
     p.set_defaults(func=_cmd_vlsm)
+    _add_svr_lsm(sub, parent)
 
     # territory-load ----------------------------------------------------------------------
     p = _add(
@@ -292,18 +296,26 @@ def build_parser():
     g.add_argument("--method", default="spearman", help="spearman, pearson or kendall")
     g.add_argument("--covariates", nargs="+", default=None, metavar="COLUMN",
                    help="phenotype columns to partial out")
-    g.add_argument("--log-volume", action="store_true", help="use log10 of the lesion volume")
+    g.add_argument("--volume-transform", default="linear", choices=["linear", "log"],
+                   help="lesion volume in ml or log10 ml (the correlation, and the territory-level "
+                   "test with --lesion-volume covariate)")
     g.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the interval (0: none)")
     g.add_argument("--territory-level", type=int, choices=[1, 2], default=None,
                    help="also test each territory's load at this atlas level")
     g.add_argument("--territory-method", default="spearman", choices=["spearman", "regression", "ordinal"],
                    help="statistic of the territory-level test: partial Spearman, OLS, or the "
                    "proportional-odds score test for an ordinal score such as mRS")
-    g.add_argument("--territory-lesion-volume", default="none", choices=["none", "linear", "log"],
-                   help="add lesion volume (ml, or log10 ml) to the nuisance variables of the "
-                   "territory-level test: which territory matters beyond size")
+    g.add_argument("--lesion-volume", default="none", choices=["none", "covariate"],
+                   help="covariate: lesion volume (as --volume-transform says) is a nuisance variable "
+                   "of the territory-level test: which territory matters beyond size")
     g.add_argument("--n-permutations", type=int, default=5000,
                    help="permutations of the territory-level test")
+    g.add_argument("--correction", default="fwe", choices=["fwe", "fdr_bh", "fdr_by", "none"],
+                   help="correction deciding significance in the territory-level test")
+    g.add_argument("--alpha", type=float, default=0.05, help="significance level of the territory-level test")
+    g.add_argument("--min-lesioned", default=None, metavar="N",
+                   help="test territories lesioned (and spared) in at least N subjects, or this "
+                   "fraction of them (a number < 1); default 0.05")
     g.add_argument("--random-state", type=int, default=0, help="seed of the bootstrap and permutations")
     _data_dir_option(p.add_argument_group("atlas"))
     p.set_defaults(func=_cmd_correlate)
@@ -397,26 +409,26 @@ def _load(args):
     )
     if not args.quiet:
         print(f"cohort: {len(cohort)} subjects on a {cohort.shape} grid of {cohort.voxel_size[0]:g} mm voxels"
-              f"{f' ({len(cohort.dropped)} left out, listed with their reasons)' if len(cohort.dropped) else ''}")
+              f"{f' ({len(cohort.excluded)} left out, listed with their reasons)' if len(cohort.excluded) else ''}")
     return cohort
 
 
 def _atlas(args):
-    """None (the library's default arterial atlas, found through --data-dir/LSM_DATA) or --atlas."""
+    """'arterial' (the library's default atlas, found through --data-dir/LSM_DATA) or --atlas."""
     if args.atlas is not None:
         if not Path(args.atlas).exists():
             raise FileNotFoundError(f"Atlas image {args.atlas!r} does not exist.")
         return args.atlas
-    return None
+    return "arterial"
 
 
-def _write_dropped(cohort, folder, extra=()):
-    """``dropped.tsv``: every subject left out, with the reason."""
+def _write_excluded(cohort, folder, extra=()):
+    """``excluded.tsv``: every subject left out, with the reason."""
     import pandas as pd
 
     from ._derivatives import write_tsv
 
-    dropped = cohort.dropped.copy()
+    dropped = cohort.excluded.copy()
     if extra:
         more = pd.DataFrame(
             [{"subject": e.get("subject"), "source": "analysis", "reason": e.get("reason")} for e in extra]
@@ -424,7 +436,7 @@ def _write_dropped(cohort, folder, extra=()):
         dropped = pd.concat([dropped, more], ignore_index=True)
     write_tsv(
         dropped,
-        folder / "dropped.tsv",
+        folder / "excluded.tsv",
         {
             "subject": "Subject ID (BIDS sub-<label>).",
             "source": "Lesion mask file, 'phenotype', or 'analysis'.",
@@ -460,9 +472,15 @@ def _cmd_demo(args):
     return EXIT_OK
 
 
-def _min_lesioned(value):
+def _none(value):
+    """The command line's "none" -> None."""
+    return None if value == "none" else value
+
+
+def _min_lesioned(value, default=None):
+    """--min-lesioned as an int (a count) or a float (a fraction); ``default`` when not given."""
     if value is None:
-        return None
+        return default
     try:
         number = float(value)
     except ValueError:
@@ -477,7 +495,10 @@ def _cmd_vlsm(args):
 
     _check_output_free(args.output, args.overwrite)
     # bad options fail before minutes of reading masks
-    check_vlsm_options(args.method, args.correction, args.alternative, args.lesion_volume, args.covariates)
+    lesion_volume = _none(args.lesion_volume)
+    check_vlsm_options(args.method, args.correction, args.alternative, lesion_volume, args.covariates,
+                       args.volume_transform, _min_lesioned(args.min_lesioned, 0.05), args.alpha,
+                       args.n_permutations, args.cluster_forming_p or 0.001)
     options = {
         "method": args.method,
         "covariates": args.covariates,
@@ -489,23 +510,99 @@ def _cmd_vlsm(args):
         "n_jobs": args.n_jobs,
         "verbose": _progress(args),
     }
-    if args.lesion_volume is not None:
-        options["lesion_volume"] = args.lesion_volume
+    if lesion_volume is not None:
+        options["lesion_volume"] = lesion_volume
+        options["volume_transform"] = args.volume_transform
     if args.min_lesioned is not None:
         options["min_lesioned"] = _min_lesioned(args.min_lesioned)
     if args.v is not None:
         options["v"] = args.v
-    if args.cluster_threshold is not None:
-        options["cluster_threshold"] = args.cluster_threshold
+    if args.cluster_forming_p is not None:
+        options["cluster_forming_p"] = args.cluster_forming_p
     cohort = _load(args)
     with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
         result = vlsm(cohort, args.score, **options)
         atlas = None if args.no_territories else "arterial"
         move_result_files(result, tmp, atlas=atlas)
-        _write_dropped(cohort, tmp, result.provenance.get("excluded") or ())
+        _write_excluded(cohort, tmp, result.excluded.to_dict("records"))
         if not args.no_report:
             result.to_html(tmp / "report.html", cohort=cohort, atlas=atlas)
         _write_description(tmp, f"lsm VLSM of {args.score!r}", args)
+    _say(args, str(result.summary()))
+    _say(args, f"lsm: wrote {args.output}/")
+    return EXIT_OK
+
+
+# svr-lsm ---------------------------------------------------------------------------------
+def _add_svr_lsm(sub, parent):
+    """The ``lsm svr-lsm`` subcommand (options named as lsm.svr_lsm's parameters)."""
+    p = _add(
+        sub, parent, "svr-lsm", "multivariate lesion-symptom mapping (SVR-LSM)",
+        "Support vector regression of a score on all lesion maps at once (Zhang et al. 2014; the "
+        "SVR-LSM GUI of DeMarco & Turkeltaub 2018), with the back-projected beta map tested by "
+        "permutation of the score. Writes the maps (NIfTI + JSON), svrlsm.json, the null "
+        "distribution, the excluded subjects and report.html. Report it beside the voxel-wise map "
+        "of 'lsm vlsm'.",
+    )
+    _cohort_options(p, phenotype_required=True)
+    _output_options(p)
+    g = p.add_argument_group("analysis (as in lsm.svr_lsm)")
+    g.add_argument("-s", "--score", required=True, help="phenotype column to map (e.g. nihss)")
+    g.add_argument("--kernel", default="rbf", help="rbf or linear")
+    g.add_argument("--C", dest="C", type=float, default=30.0, help="SVR cost")
+    g.add_argument("--gamma", type=float, default=5.0,
+                   help="RBF width, exp(-gamma*||xi-xj||^2) (libsvm); MATLAB's sigma is gamma = 1/sigma^2")
+    g.add_argument("--epsilon", type=float, default=0.1,
+                   help="half-width of the insensitive tube (units of the rescaled score)")
+    g.add_argument("--standardize", action="store_true", help="z-score every voxel column (the GUI's default)")
+    g.add_argument("--score-range", type=float, default=100.0,
+                   help="rescale the score to this range before the fit (0: keep score units)")
+    g.add_argument("--lesion-volume", default="both", metavar="MODE",
+                   help="none, dtlvc, covariate, lesion, both or dtlvc+covariate")
+    g.add_argument("--volume-transform", default="linear", help="linear (ml) or log (log10 ml)")
+    g.add_argument("--covariates", nargs="+", default=None, metavar="COLUMN",
+                   help="phenotype columns regressed out of the score")
+    g.add_argument("--n-permutations", type=int, default=5000, help="permutations of the score")
+    g.add_argument("--correction", default="fwe", help="fwe, cfwer or cluster_size")
+    g.add_argument("--cluster-forming-p", type=float, default=0.005, metavar="P",
+                   help="uncorrected p forming clusters (cluster_size)")
+    g.add_argument("--alpha", type=float, default=0.05, help="significance level")
+    g.add_argument("--alternative", default="two-sided", help="two-sided, greater or less")
+    g.add_argument("--min-lesioned", default="0.05", metavar="N",
+                   help="use voxels lesioned (and spared) in at least N subjects, or this fraction of them")
+    g.add_argument("--v", type=int, default=1, help="correction cfwer: false positive voxels tolerated")
+    g.add_argument("--max-memory", type=float, default=4.0, metavar="GB", help="memory the analysis may use")
+    g.add_argument("--random-state", type=int, default=0, help="seed of the permutations")
+    g.add_argument("--no-report", action="store_true", help="do not write report.html")
+    _data_dir_option(g)
+    p.set_defaults(func=_cmd_svr_lsm)
+
+
+def _cmd_svr_lsm(args):
+    from ._derivatives import move_result_files
+    from ._svr import check_svr_options, svr_lsm
+    from ._utils import atomic_output_dir
+
+    _check_output_free(args.output, args.overwrite)
+    lesion_volume = None if args.lesion_volume.lower() == "none" else args.lesion_volume
+    check_svr_options(args.kernel, args.correction, args.alternative, lesion_volume, args.covariates,
+                      args.volume_transform)
+    cohort = _load(args)
+    with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
+        result = svr_lsm(
+            cohort, args.score, C=args.C, gamma=args.gamma, epsilon=args.epsilon, kernel=args.kernel,
+            standardize=args.standardize, score_range=args.score_range or None,
+            lesion_volume=lesion_volume, volume_transform=args.volume_transform, covariates=args.covariates,
+            n_permutations=args.n_permutations, correction=args.correction, alpha=args.alpha, v=args.v,
+            cluster_forming_p=args.cluster_forming_p, min_lesioned=_min_lesioned(args.min_lesioned),
+            alternative=args.alternative, max_memory=args.max_memory, n_jobs=args.n_jobs,
+            random_state=args.random_state, verbose=_progress(args),
+        )
+        move_result_files(result, tmp)
+        _write_excluded(cohort, tmp, result.excluded.to_dict("records"))
+        if not args.no_report:
+            result.to_html(tmp / "report.html")
+        _write_description(tmp, f"lsm SVR-LSM of {args.score!r}", args)
     _say(args, str(result.summary()))
     _say(args, f"lsm: wrote {args.output}/")
     return EXIT_OK
@@ -539,15 +636,15 @@ def _cmd_territory_load(args):
             summary = territory_summary(cohort, level=level, atlas=atlas, n_jobs=args.n_jobs)
             write_tsv(summary.table, tmp / f"level-{level}_territorysummary.tsv", _SUMMARY_DESCRIPTIONS)
             _say(args, str(summary))
-        _write_dropped(cohort, tmp)
+        _write_excluded(cohort, tmp)
         _write_description(tmp, "lsm arterial-territory lesion load", args)
     _say(args, f"lsm: wrote {args.output}/")
     return EXIT_OK
 
 
 def _cmd_descriptors(args):
-    from ._utils import atomic_output_dir
     from ._derivatives import write_tsv
+    from ._utils import atomic_output_dir
     from .territory import lesion_descriptors
 
     _check_output_free(args.output, args.overwrite)
@@ -574,7 +671,7 @@ def _cmd_descriptors(args):
             "dominant_level2": "Level-2 territory holding the most lesioned voxels.",
             "dominant_level2_fraction": "Share of the lesion in that territory.",
         })
-        _write_dropped(cohort, tmp)
+        _write_excluded(cohort, tmp)
         _write_description(tmp, "lsm lesion descriptors", args)
     if not args.quiet:
         counts = table["hemisphere"].value_counts() if "hemisphere" in table else {}
@@ -613,7 +710,7 @@ def _cmd_overlap(args):
                 write_nifti(img, tmp / f"{_bids_value(args.by)}-{label}_desc-fraction_overlap.nii.gz",
                             f"Fraction of subjects with {args.by} = {value} lesioned in each voxel.",
                             column=args.by, value=str(value))
-        _write_dropped(cohort, tmp)
+        _write_excluded(cohort, tmp)
         _write_description(tmp, "lsm lesion overlap map", args)
     _say(args, f"{len(cohort)} subjects; lsm: wrote {args.output}/")
     return EXIT_OK
@@ -629,9 +726,10 @@ _TERRITORY_LSM_DESCRIPTIONS = {
     "p_parametric": "Parametric p-value of t (n/a for an ordinal score).",
     "p_uncorrected": "Permutation p-value of r, uncorrected.",
     "p_fwe": "Permutation p-value corrected across territories (maximum statistic).",
-    "p_fdr": "Benjamini-Hochberg FDR-adjusted p_uncorrected.",
-    "p_corrected": "The corrected p-value used for significance (p_fwe).",
-    "significant": "p_corrected <= alpha (0.05).",
+    "p_fdr_bh": "Benjamini-Hochberg FDR-adjusted p_uncorrected.",
+    "p_fdr_by": "Benjamini-Yekutieli FDR-adjusted p_uncorrected.",
+    "p_corrected": "The corrected p-value used for significance (chosen by --correction).",
+    "significant": "p_corrected <= alpha (--alpha).",
     "not_tested": "Why the territory was not tested (empty when tested).",
 }
 
@@ -653,7 +751,7 @@ _CORRELATION_DESCRIPTIONS = {
     "method": "Correlation coefficient: spearman, pearson or kendall.",
     "partial": "True when covariates were partialled out of both variables.",
     "covariates": "Covariates partialled out (comma-separated; n/a when none).",
-    "log_volume": "True when the lesion volume was log10-transformed.",
+    "volume_transform": "Lesion volume in ml (linear) or log10 ml (log).",
     "n": "Subjects in the analysis.",
     "r": "Correlation coefficient (partial when covariates are given).",
     "p": "Two-sided p-value of r.",
@@ -661,15 +759,12 @@ _CORRELATION_DESCRIPTIONS = {
     "ci_high": "Upper bound of the bootstrap (BCa) confidence interval of r.",
     "ci_level": "Confidence level of the interval.",
     "n_excluded": "Subjects left out of the analysis (missing score or covariate); listed in "
-                  "dropped.tsv with source 'analysis'.",
+                  "excluded.tsv with source 'analysis'.",
 }
 
 
 def _cmd_correlate(args):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend and figures stay as they are
 
     from ._derivatives import write_tsv
     from ._utils import atomic_output_dir
@@ -680,26 +775,28 @@ def _cmd_correlate(args):
     with atomic_output_dir(args.output, overwrite=args.overwrite) as tmp:
         corr = volume_score_correlation(
             cohort, args.score, method=args.method, covariates=args.covariates,
-            log_volume=args.log_volume, n_boot=args.n_boot, random_state=args.random_state,
+            volume_transform=args.volume_transform, n_boot=args.n_boot, random_state=args.random_state,
         )
         write_tsv(
             corr.to_dataframe(), tmp / "volumescore_correlation.tsv", _CORRELATION_DESCRIPTIONS, index=False,
             Description="Correlation between lesion volume and a clinical score.",
             Parameters={"score": args.score, "method": args.method, "covariates": args.covariates,
-                        "log_volume": args.log_volume, "n_boot": args.n_boot,
+                        "volume_transform": args.volume_transform, "n_boot": args.n_boot,
                         "random_state": args.random_state},
             Summary=str(corr.summary()),
         )
         excluded = corr.excluded.to_dict("records")  # missing score or covariate
-        ax = corr.plot()
-        ax.figure.savefig(tmp / "volumescore_scatter.png", dpi=100, bbox_inches="tight")
-        plt.close(ax.figure)
+        fig = Figure(figsize=(5, 4))
+        corr.plot(ax=fig.add_subplot())
+        fig.savefig(tmp / "volumescore_scatter.png", dpi=100, bbox_inches="tight")
         _say(args, str(corr.summary()))
         if args.territory_level is not None:
             terr = territory_lsm(
                 cohort, args.score, level=args.territory_level, covariates=args.covariates,
                 method=args.territory_method,
-                lesion_volume=None if args.territory_lesion_volume == "none" else args.territory_lesion_volume,
+                lesion_volume=_none(args.lesion_volume), volume_transform=args.volume_transform,
+                correction=args.correction, alpha=args.alpha,
+                min_lesioned=_min_lesioned(args.min_lesioned, 0.05),
                 n_permutations=args.n_permutations, random_state=args.random_state, n_jobs=args.n_jobs,
             )
             write_tsv(terr.to_dataframe(), tmp / f"level-{args.territory_level}_territorylsm.tsv",
@@ -709,13 +806,16 @@ def _cmd_correlate(args):
                       Parameters={"score": args.score, "level": args.territory_level,
                                   "measure": terr.measure, "method": terr.method,
                                   "covariates": args.covariates,
-                                  "lesion_volume": args.territory_lesion_volume,
+                                  "lesion_volume": _none(args.lesion_volume),
+                                  "volume_transform": args.volume_transform,
+                                  "correction": args.correction, "alpha": args.alpha,
+                                  "min_lesioned_count": terr.params["min_lesioned_count"],
                                   "n_permutations": args.n_permutations,
                                   "random_state": args.random_state})
             _say(args, str(terr.summary()))
             listed = {e["subject"] for e in excluded}
             excluded += [e for e in terr.excluded.to_dict("records") if e["subject"] not in listed]
-        _write_dropped(cohort, tmp, excluded)
+        _write_excluded(cohort, tmp, excluded)
         _write_description(tmp, f"lsm lesion volume vs {args.score!r}", args)
     _say(args, f"lsm: wrote {args.output}/")
     return EXIT_OK
@@ -727,24 +827,24 @@ def _cmd_report(args):
     result = VLSMResult.load(args.result)
     output = args.output if args.output is not None else args.result / "report.html"
     _check_output_free(output, args.overwrite)
-    cohort = dropped = None
+    cohort = cohort_excluded = None
     if args.lesions:
         if not args.phenotype:
             raise ValueError("--lesions needs --phenotype (the cohort of the analysis).")
         # the cohort on the grid of the result, whatever the grid of its masks
         args.target_img, args.voxel_size = result.mask_img, None
         cohort = _load(args)
-    elif (args.result / "dropped.tsv").is_file():
+    elif (args.result / "excluded.tsv").is_file():
         # the drop list lsm vlsm saved beside the result (its 'analysis' rows are in the
         # result's provenance and shown separately)
         import pandas as pd
 
-        dropped = pd.read_csv(args.result / "dropped.tsv", sep="\t", dtype=str, keep_default_na=False)
-        if "source" in dropped:
-            dropped = dropped[dropped["source"] != "analysis"]
+        cohort_excluded = pd.read_csv(args.result / "excluded.tsv", sep="\t", dtype=str, keep_default_na=False)
+        if "source" in cohort_excluded:
+            cohort_excluded = cohort_excluded[cohort_excluded["source"] != "analysis"]
     atlas = None if args.no_territories else "arterial"
     result.to_html(output, cohort=cohort, overwrite=args.overwrite, title=args.title, atlas=atlas,
-                   dropped=dropped)
+                   cohort_excluded=cohort_excluded)
     _say(args, f"lsm: wrote {output}")
     return EXIT_OK
 
@@ -768,8 +868,10 @@ def _input_paths(args):
 
 
 def _check_output_spares_inputs(args):
-    """Refuse an output that is, or contains, one of the inputs: replacing it (--overwrite)
-    would delete the inputs."""
+    """Refuse an output that is, or contains, one of the inputs.
+
+    Replacing it (--overwrite) would delete the inputs.
+    """
     output = getattr(args, "output", None)
     if output is None:
         return
@@ -788,7 +890,8 @@ _PARAMETER_FLAGS = {
     "method": "--method", "correction": "--correction", "alternative": "--alternative",
     "covariates": "--covariates", "lesion_volume": "--lesion-volume", "alpha": "--alpha",
     "v": "--v", "min_lesioned": "--min-lesioned", "n_permutations": "--n-permutations",
-    "random_state": "--random-state", "n_jobs": "--n-jobs", "cluster_threshold": "--cluster-threshold",
+    "random_state": "--random-state", "n_jobs": "--n-jobs", "cluster_forming_p": "--cluster-forming-p",
+    "volume_transform": "--volume-transform", "atlas": "--atlas",
     "id_column": "--id-column", "target_img": "--target-img", "dictionary": "--dictionary",
     "threshold": "--mask-threshold", "by": "--by", "measure": "--measure", "level": "--level",
     "n_boot": "--n-boot", "data_dir": "--data-dir",
@@ -829,8 +932,11 @@ class _LogFormatter(logging.Formatter):
 
 
 class _OnceFilter(logging.Filter):
-    """Let each distinct warning through once per command (e.g. "atlas unavailable" would
-    otherwise be printed by both the cluster table and the report)."""
+    """Let each distinct warning through once per command.
+
+    For example "atlas unavailable" would otherwise be printed by both the cluster table
+    and the report.
+    """
 
     def __init__(self):
         super().__init__()
@@ -865,14 +971,18 @@ def _configure_logging(args):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """Python warnings as one ``lsm: warning: ...`` line, through the lsm logger's handler,
-    whose :class:`_OnceFilter` prints each distinct one once per command."""
+    """Python warnings as one ``lsm: warning: ...`` line, through the lsm logger's handler.
+
+    Its :class:`_OnceFilter` prints each distinct one once per command.
+    """
     logger.warning("warning: %s", _one_line(message))
 
 
 class _Terminated(BaseException):
-    """Raised in the main thread on SIGTERM, so that outputs being written are cleaned up
-    (like KeyboardInterrupt, it is not an Exception)."""
+    """Raised in the main thread on SIGTERM, so that outputs being written are cleaned up.
+
+    Like KeyboardInterrupt, it is not an Exception.
+    """
 
 
 def _on_sigterm(signum, frame):
@@ -880,8 +990,11 @@ def _on_sigterm(signum, frame):
 
 
 def _catch_sigterm():
-    """Turn SIGTERM into :class:`_Terminated` for this command; returns the previous
-    handler, or None when not in the main thread (where handlers cannot be set)."""
+    """Turn SIGTERM into :class:`_Terminated` for this command.
+
+    Returns the previous handler, or None when not in the main thread (where handlers
+    cannot be set).
+    """
     if threading.current_thread() is not threading.main_thread():
         return None
     old = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -22,12 +22,19 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._images import (
-    MaskProblem, check_affine, count_outside, grid_mapping, mni_grid, read_mask, regrid_indices, same_grid
+    MaskProblem,
+    check_affine,
+    count_outside,
+    grid_mapping,
+    mni_grid,
+    read_mask,
+    regrid_indices,
+    same_grid,
 )
-from ._utils import check_option
+from ._validation import check_n_jobs, check_option
 from .dictionary import _as_text, load_dictionary
 from .exceptions import CohortError, DroppedSubjectsWarning, LesionImageError, PhenotypeError, ResamplingWarning
-from .stats._parallel import check_n_jobs, parallel_map
+from .stats._parallel import parallel_map
 
 __all__ = ["Cohort", "load_cohort", "read_phenotype", "normalize_id", "subject_from_filename"]
 
@@ -35,7 +42,7 @@ logger = logging.getLogger("lsm")
 
 _SUB_ENTITY = re.compile(r"sub-([A-Za-z0-9]+)")
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
-DROPPED_COLUMNS = ["subject", "source", "reason"]
+COHORT_EXCLUDED_COLUMNS = ["subject", "source", "reason"]
 
 
 # --------------------------------------------------------------------------- IDs
@@ -65,7 +72,7 @@ def normalize_id(value):
 
 
 def subject_from_filename(path):
-    """The ``sub-<label>`` entity found anywhere in a file name.
+    """Find the ``sub-<label>`` entity anywhere in a file name.
 
     ``bwsrsub-1000_lesion.nii.gz`` -> ``sub-1000``;
     ``sub-stroke0001_ses-02_lesion-msk.nii.gz`` -> ``sub-stroke0001``.
@@ -231,11 +238,12 @@ def _load_one(subject, source, threshold, affine, shape):
     try:
         mapping = _mapping_for(src_affine, mask.shape, affine, shape)
         n_outside = count_outside(lesioned, src_affine, mask.shape, affine, shape)
-    except (ValueError, np.linalg.LinAlgError, MemoryError) as exc:
+    except (ValueError, np.linalg.LinAlgError) as exc:  # MemoryError propagates: not a drop reason
         return subject, None, native_ml, f"cannot be resampled to the common grid ({type(exc).__name__}: {exc})", None
     indices = regrid_indices(lesioned, mapping, mask.size)
     if indices.size == 0:
-        return subject, None, native_ml, "no lesioned voxel left on the common grid (mask outside the target field of view?)", None
+        problem = "no lesioned voxel left on the common grid (mask outside the target field of view?)"
+        return subject, None, native_ml, problem, None
     note = None
     if n_outside:
         note = (f"{subject}: {n_outside} of {lesioned.size} lesioned voxels "
@@ -309,7 +317,7 @@ def load_cohort(
         are lesioned (for probabilistic or 0/255 masks).
     on_invalid : {"drop", "raise"}
         What to do with an invalid mask (unreadable, not 3D, NaN, non-binary, empty):
-        list it in ``dropped`` (with a warning) or raise :class:`LesionImageError`.
+        list it in ``excluded`` (with a warning) or raise :class:`~lsm.exceptions.LesionImageError`.
     space : {"MNI", "native"}
         ``"native"`` marks masks in each subject's own space (e.g. ISLES'24 CT); voxel-wise
         analyses refuse such a cohort.
@@ -351,6 +359,8 @@ def load_cohort(
             try:
                 affine, shape = _grid_of(sources[subject])
                 break
+            except MemoryError:
+                raise
             except Exception as exc:  # noqa: BLE001 - any unreadable header: try the next
                 logger.info("Not using %s's mask as the common grid: %s", subject, exc)
         if affine is None:
@@ -383,13 +393,13 @@ def load_cohort(
         more = f"; and {len(dropped) - 5} more" if len(dropped) > 5 else ""
         raise LesionImageError(f"Every lesion mask is invalid: {shown}{more}.")
     kept = [s for s in joined if s in indices]
-    dropped_df = pd.DataFrame(dropped, columns=DROPPED_COLUMNS)
+    dropped_df = pd.DataFrame(dropped, columns=COHORT_EXCLUDED_COLUMNS)
     if len(dropped_df):
         counts = dropped_df["reason"].str.replace(r":.*", "", regex=True).value_counts()
         warnings.warn(
             f"{len(dropped_df)} subject(s) excluded while joining masks and phenotype ("
             + "; ".join(f"{n} {r}" for r, n in counts.items())
-            + "). See Cohort.dropped.",
+            + "). See Cohort.excluded.",
             DroppedSubjectsWarning,
             stacklevel=2,
         )
@@ -408,7 +418,7 @@ def load_cohort(
         clean.loc[kept],
         affine,
         shape,
-        dropped=dropped_df,
+        excluded=dropped_df,
         sources={s: _source_name(sources[s]) for s in kept},
         native_volumes_ml=volumes,
         space=space,
@@ -454,7 +464,7 @@ class Cohort:
     affine : ndarray of shape (4, 4)
     shape : tuple of 3 ints
     space : {"MNI", "native"}
-    dropped : DataFrame
+    excluded : DataFrame
         ``subject``, ``source``, ``reason``: one row per excluded subject.
     coerced : DataFrame
         Phenotype values changed during validation (top-coded or coerced to missing).
@@ -470,7 +480,7 @@ class Cohort:
         affine,
         shape,
         *,
-        dropped=None,
+        excluded=None,
         sources=None,
         native_volumes_ml=None,
         space="MNI",
@@ -488,15 +498,18 @@ class Cohort:
         self._indices = {s: np.asarray(lesion_indices[s]) for s in subjects}
         self.phenotype = phenotype
         self.phenotype.index.name = "participant_id"
-        self.dropped = (
-            dropped.reset_index(drop=True) if dropped is not None else pd.DataFrame(columns=DROPPED_COLUMNS)
+        self.excluded = (
+            excluded.reset_index(drop=True) if excluded is not None
+            else pd.DataFrame(columns=COHORT_EXCLUDED_COLUMNS)
         )
         self.sources = dict(sources or {})
         vox_ml = self.voxel_volume_ml
         native = native_volumes_ml or {}
         self._native_volumes = {s: native.get(s, self._indices[s].size * vox_ml) for s in subjects}
         self.space = space
-        self.coerced = coerced if coerced is not None else pd.DataFrame(columns=["subject", "column", "value", "action"])
+        if coerced is None:
+            coerced = pd.DataFrame(columns=["subject", "column", "value", "action"])
+        self.coerced = coerced
         self.notes = list(notes or [])
         self.metadata = dict(metadata or {})
 
@@ -510,7 +523,7 @@ class Cohort:
     def __repr__(self):
         return (
             f"<Cohort: {len(self)} subjects, grid {self.shape} at {self.voxel_size} mm, "
-            f"space {self.space}, {len(self.dropped)} dropped, "
+            f"space {self.space}, {len(self.excluded)} excluded, "
             f"phenotype columns {list(self.phenotype.columns)}>"
         )
 
@@ -526,6 +539,7 @@ class Cohort:
 
     @property
     def n_voxels(self):
+        """Number of voxels of the grid (the product of ``shape``)."""
         return int(np.prod(self.shape))
 
     @property
@@ -560,7 +574,7 @@ class Cohort:
         return mask.reshape(self.shape)
 
     def lesion_img(self, subject):
-        """The subject's lesion as a uint8 Nifti1Image on the cohort grid."""
+        """Return the subject's lesion as a uint8 Nifti1Image on the cohort grid."""
         import nibabel as nib
 
         return nib.Nifti1Image(self.lesion_mask(subject).astype(np.uint8), self.affine)
@@ -571,7 +585,7 @@ class Cohort:
         return _LesionImages(self)
 
     def grid_img(self, dtype=np.uint8):
-        """An all-zero image of the cohort grid, e.g. as ``target_img`` for resampling."""
+        """Return an all-zero image of the cohort grid, e.g. as ``target_img`` for resampling."""
         import nibabel as nib
 
         return nib.Nifti1Image(np.zeros(self.shape, dtype=dtype), self.affine)
@@ -594,16 +608,22 @@ class Cohort:
         return sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.n_voxels))
 
     # ---------------------------------------------------------- derived cohorts
+    @property
+    def dropped(self):
+        """Renamed ``excluded`` (lsm 0.2)."""
+        raise AttributeError("Cohort.dropped was renamed Cohort.excluded (columns subject, source, reason).")
+
     def _subset(self, subjects, extra_dropped=()):
-        dropped = self.dropped
+        dropped = self.excluded
         if extra_dropped:
-            dropped = pd.concat([dropped, pd.DataFrame(list(extra_dropped), columns=DROPPED_COLUMNS)], ignore_index=True)
+            extra = pd.DataFrame(list(extra_dropped), columns=COHORT_EXCLUDED_COLUMNS)
+            dropped = pd.concat([dropped, extra], ignore_index=True)
         return Cohort(
             {s: self._indices[s] for s in subjects},
             self.phenotype.loc[subjects],
             self.affine,
             self.shape,
-            dropped=dropped,
+            excluded=dropped,
             sources={s: self.sources.get(s) for s in subjects if s in self.sources},
             native_volumes_ml={s: self._native_volumes[s] for s in subjects},
             space=self.space,
@@ -620,12 +640,12 @@ class Cohort:
         column : str or list of str, optional
             Keep subjects whose value is non-missing in every named column.
         subjects : list of str, optional
-            Keep only these subjects (IDs normalised as in :func:`normalize_id`).
+            Keep only these subjects (IDs normalised as in :func:`~lsm.cohort.normalize_id`).
 
         Returns
         -------
         Cohort
-            The excluded subjects are appended to ``dropped`` with their reason.
+            The excluded subjects are appended to ``excluded`` with their reason.
         """
         keep = list(self.subjects)
         extra = []
@@ -650,7 +670,7 @@ class Cohort:
         return self._subset(keep, extra)
 
     def resample(self, target):
-        """The cohort on another grid (nearest neighbour, exact on a shared lattice).
+        """Resample the cohort onto another grid (nearest neighbour, exact on a shared lattice).
 
         Parameters
         ----------
@@ -682,7 +702,7 @@ class Cohort:
             self.phenotype,
             affine,
             shape,
-            dropped=self.dropped,
+            excluded=self.excluded,
             sources=self.sources,
             native_volumes_ml=self._native_volumes,
             space=self.space,
@@ -693,7 +713,7 @@ class Cohort:
 
     # ---------------------------------------------------------------- summaries
     def describe(self):
-        """A text summary: subjects, grid, lesion volumes, phenotype columns, exclusions."""
+        """Summarise the cohort in text: subjects, grid, lesion volumes, phenotype columns, exclusions."""
         vol = self.lesion_volumes
         lines = [
             f"Cohort of {len(self)} subjects ({self.space} space)",
@@ -711,9 +731,9 @@ class Cohort:
                 top = values.value_counts().head(4)
                 detail = ", ".join(f"{k}: {v}" for k, v in top.items())
             lines.append(f"    {col}: {n} non-missing; {detail}")
-        if len(self.dropped):
-            lines.append(f"  dropped: {len(self.dropped)}")
-            reasons = self.dropped["reason"].str.replace(r":.*", "", regex=True).value_counts()
+        if len(self.excluded):
+            lines.append(f"  excluded: {len(self.excluded)}")
+            reasons = self.excluded["reason"].str.replace(r":.*", "", regex=True).value_counts()
             lines.extend(f"    {n} x {r}" for r, n in reasons.items())
         if len(self.coerced):
             lines.append(f"  phenotype values changed during validation: {len(self.coerced)} (see Cohort.coerced)")

@@ -6,7 +6,7 @@
    ``score`` is higher when one spherical region is lesioned;
 2. :func:`lsm.vlsm` runs a voxel-wise t-test with 1,000 permutations and max-statistic
    FWE correction;
-3. the output folder receives the maps with their JSON sidecars (:meth:`VLSMResult.save`),
+3. the output folder receives the maps with their JSON sidecars (:meth:`lsm.VLSMResult.save`),
    the cluster table, the lesion overlap map, the planted region, the phenotype table and a
    self-contained ``report.html``;
 4. a short summary says whether the planted region was recovered.
@@ -26,7 +26,7 @@ __all__ = ["run_demo", "DemoRun", "recovery"]
 
 logger = logging.getLogger("lsm")
 
-#: Files written by :func:`run_demo` besides those of :meth:`VLSMResult.save`.
+#: Files written by :func:`run_demo` besides those of :meth:`lsm.VLSMResult.save`.
 OVERLAP_FILE = "desc-count_overlap.nii.gz"
 PLANTED_FILE = "desc-planted_mask.nii.gz"
 PARTICIPANTS_FILE = "participants.tsv"
@@ -60,7 +60,7 @@ class DemoRun:
     recovery: dict
 
     def summary(self):
-        """A few lines for the terminal: cohort, analysis, recovery, files."""
+        """Summarise the demo in a few lines for the terminal: cohort, analysis, recovery, files."""
         rec = self.recovery
         pr = self.result.params
         lines = [
@@ -205,9 +205,9 @@ def run_demo(
     import nibabel as nib
 
     from ._derivatives import dataset_description, move_result_files, write_json, write_nifti, write_tsv
+    from ._vlsm import vlsm
     from .simulate import make_synthetic_cohort
     from .territory import overlap_map
-    from ._vlsm import vlsm
 
     output = Path(output)
     n_subjects = int(n_subjects)

@@ -10,7 +10,7 @@ A data dictionary maps a column name to a BIDS-style sidecar entry::
 a user's dictionary (path to a JSON file, a folder of JSON files, or a dict) is merged
 on top, so it can add columns or override the bundled entries.
 
-Validation rules (:meth:`DataDictionary.validate`):
+Validation rules (:meth:`lsm.DataDictionary.validate`):
 
 - missing codes (``MissingValues``, default ``"n/a"``, ``"NA"``, empty) become missing;
   BIDS ``"n/a"`` and an empty cell are missing whatever ``MissingValues`` lists;
@@ -202,7 +202,7 @@ class DataDictionary(Mapping):
 
 
 def _missing_codes(entry):
-    """An entry's missing codes; BIDS ``n/a`` (also written ``N/A``) and an empty cell are always missing."""
+    """Return an entry's missing codes; BIDS ``n/a`` (also written ``N/A``) and an empty cell are always missing."""
     return {str(v) for v in entry.get("MissingValues", DEFAULT_MISSING)} | {"", "n/a", "N/A"}
 
 

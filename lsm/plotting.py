@@ -10,7 +10,7 @@ import math
 import nibabel as nib
 import numpy as np
 
-from ._utils import check_option
+from ._validation import check_option
 
 __all__ = [
     "overlap_image",
@@ -34,7 +34,8 @@ _DOCS = {
 
 
 def _fill_doc(func):
-    func.__doc__ = func.__doc__ % _DOCS
+    if func.__doc__:  # None under python -OO
+        func.__doc__ = func.__doc__ % _DOCS
     return func
 
 
@@ -136,7 +137,7 @@ def plot_glass_brain(result, which="z", *, thresholded=True, display_mode="lzry"
 
 
 def overlap_image(cohort, subjects=None, proportion=False):
-    """Number (or proportion) of subjects lesioned at each voxel of the cohort grid.
+    """Count (or give the proportion of) the subjects lesioned at each voxel of the cohort grid.
 
     Parameters
     ----------
@@ -209,7 +210,7 @@ def plot_overlap(overlap, *, display_mode="z", cut_coords=7, bg_img="MNI152", ti
 
 
 def observed_null_value(result):
-    """The observed value to set against the null distribution, or ``None``.
+    """Return the observed value to set against the null distribution, or ``None``.
 
     Uses ``result.observed`` when the engine recorded it. Otherwise, for ``fwe`` and
     ``cfwer``, the null is in z units exactly when its (1 - alpha) critical value equals

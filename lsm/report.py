@@ -174,7 +174,7 @@ def _df_table(df, max_rows, what):
 
 
 def _analysed_overlap(result, cohort, overlap_img):
-    """The overlap image and a caption: given image > cohort (analysed subjects) > result."""
+    """Choose the overlap image and a caption: given image > cohort (analysed subjects) > result."""
     from .plotting import overlap_image
 
     if overlap_img is not None:
@@ -193,8 +193,8 @@ def _section(anchor, title, body):
 
 
 def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="arterial",
-                data_dir=None, dpi=90, max_rows=50, dropped=None):
-    """The HTML text of the report (see :func:`make_report`)."""
+                data_dir=None, dpi=90, max_rows=50, cohort_excluded=None):
+    """Render the HTML text of the report (see :func:`make_report`)."""
     from . import __version__, plotting
 
     pr, pv = result.params, result.provenance
@@ -212,17 +212,18 @@ def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="art
     body = ""
     if cohort is not None:
         body += f"<h3>Description</h3><pre>{_esc(cohort.describe())}</pre>"
-        dropped = getattr(cohort, "dropped", None)
-    elif dropped is not None:
+        cohort_excluded = cohort.excluded
+    elif cohort_excluded is not None:
         body += '<p class="note">No cohort was given to the report: its description is not ' \
                 'shown; the drop list is the one saved with the result.</p>'
     else:
         body += '<p class="note">No cohort was given to the report; its description and ' \
                 'drop list are not shown.</p>'
-    if cohort is not None or dropped is not None:
-        body += "<h3>Dropped when loading the cohort</h3>"
-        body += _df_table(None if dropped is None else pd.DataFrame(dropped), 20, "dropped subjects")
-    excluded = pd.DataFrame(pv.get("excluded") or [])
+    if cohort is not None or cohort_excluded is not None:
+        body += "<h3>Excluded when loading the cohort</h3>"
+        body += _df_table(None if cohort_excluded is None else pd.DataFrame(cohort_excluded), 20,
+                          "excluded subjects")
+    excluded = result.excluded
     body += "<h3>Excluded from this analysis</h3>"
     body += _df_table(excluded, 20, "excluded subjects")
     parts.append(_section("cohort", "Cohort", body))
@@ -299,7 +300,7 @@ def report_html(result, cohort=None, overlap_img=None, *, title=None, atlas="art
 
 
 def make_report(result, path, cohort=None, overlap_img=None, *, title=None, overwrite=False,
-                atlas="arterial", data_dir=None, dpi=90, max_rows=50, dropped=None):
+                atlas="arterial", data_dir=None, dpi=90, max_rows=50, cohort_excluded=None):
     """Write one self-contained HTML report of a VLSM result.
 
     Parameters
@@ -316,14 +317,14 @@ def make_report(result, path, cohort=None, overlap_img=None, *, title=None, over
     overwrite : bool
         Replace an existing file; otherwise :class:`~lsm.exceptions.OutputExistsError`.
     atlas, data_dir
-        Passed to :meth:`VLSMResult.clusters` for the territory labels.
+        Passed to :meth:`lsm.VLSMResult.clusters` for the territory labels.
     dpi : int
         Resolution of the embedded figures.
     max_rows : int
         Cluster rows shown before the rest is folded away.
-    dropped : DataFrame, optional
-        Subjects dropped while loading the cohort (columns ``subject``, ``source``,
-        ``reason``), shown when no ``cohort`` is given, e.g. the ``dropped.tsv`` that
+    cohort_excluded : DataFrame, optional
+        Subjects excluded while loading the cohort (columns ``subject``, ``source``,
+        ``reason``), shown when no ``cohort`` is given, e.g. the ``excluded.tsv`` that
         ``lsm vlsm`` saved beside the result.
 
     Returns
@@ -333,7 +334,7 @@ def make_report(result, path, cohort=None, overlap_img=None, *, title=None, over
     """
     path = _check_target(path, overwrite)  # fail before the slow drawing
     text = report_html(result, cohort, overlap_img, title=title, atlas=atlas,
-                       data_dir=data_dir, dpi=dpi, max_rows=max_rows, dropped=dropped)
+                       data_dir=data_dir, dpi=dpi, max_rows=max_rows, cohort_excluded=cohort_excluded)
     atomic_write_text(path, text, overwrite=overwrite)
     logger.info("Wrote report %s", display_path(path))
     return Path(path)

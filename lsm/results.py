@@ -9,13 +9,11 @@ and saves to / loads from a BIDS-derivatives-style folder.
 """
 
 import dataclasses
-import datetime as _dt
 import functools
 import html
 import json
 import logging
 import math
-import numbers
 import os
 import re
 from pathlib import Path
@@ -25,7 +23,11 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ._utils import atomic_output_dir, check_option, display_path
+from ._derivatives import dataset_description, json_text
+from ._derivatives import json_safe as _json_safe
+from ._result import AnalysisResult, Summary, excluded_frame
+from ._utils import atomic_output_dir, display_path
+from ._validation import check_option
 from .exceptions import AnalysisError, LSMError
 
 __all__ = ["VLSMResult", "Summary"]
@@ -37,6 +39,7 @@ _PREFIX = "vlsm"
 _RESULT_JSON = f"{_PREFIX}.json"
 _NULL_TSV = f"{_PREFIX}_null.tsv"
 _CLUSTERS_TSV = f"{_PREFIX}_clusters.tsv"
+_EXCLUDED_TSV = f"{_PREFIX}_excluded.tsv"
 _FORMAT_VERSION = 1
 
 #: attribute -> (file name, one-line description) of the core maps.
@@ -76,56 +79,9 @@ _CLUSTER_COLUMNS = {
 _UNAVAILABLE = "unavailable"
 
 
-class Summary(str):
-    """Text summary that prints itself when echoed in a console or notebook."""
-
-    def __repr__(self):
-        return str(self)
-
-    def _repr_html_(self):
-        return f"<pre>{html.escape(str(self))}</pre>"
-
-
 # ---------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------
-def _json_safe(obj):
-    """Recursively convert ``obj`` into something :func:`json.dumps` accepts.
-
-    numpy scalars and arrays become Python numbers and lists, non-finite floats become
-    ``None`` (JSON has no NaN), paths and timestamps become strings, sets become sorted
-    lists and mappings get string keys.
-    """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, numbers.Integral):
-        return int(obj)
-    if isinstance(obj, numbers.Real):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return [_json_safe(v) for v in sorted(obj, key=str)]
-    if isinstance(obj, pd.DataFrame):
-        return _json_safe(obj.to_dict(orient="records"))
-    if isinstance(obj, pd.Series):
-        return _json_safe(obj.to_dict())
-    if isinstance(obj, (Path, _dt.date, _dt.datetime, pd.Timestamp)):
-        return str(obj)
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    if isinstance(obj, np.generic):
-        return _json_safe(obj.item())
-    return str(obj)
-
-
 #: How :meth:`VLSMResult.save` spells a non-finite float in ``vlsm.json`` (JSON has no
 #: NaN or Infinity): the strings ``"inf"``, ``"-inf"`` and ``"nan"``, read back by
 #: :meth:`VLSMResult.load`. An observed maximum statistic is +inf under perfect separation.
@@ -220,7 +176,7 @@ def _data(img):
 # the result
 # ---------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
-class VLSMResult:
+class VLSMResult(AnalysisResult):
     """Maps, null distribution and provenance of a VLSM analysis.
 
     Build it with :meth:`from_arrays` (as :func:`lsm.vlsm` does) or :meth:`load`.
@@ -253,10 +209,13 @@ class VLSMResult:
         v-th largest for ``cfwer``, max cluster size/mass or max TFCE); ``None`` when
         no permutations were run.
     params : dict
-        The analysis parameters (score, method, covariates, correction, alpha, ...).
+        The analysis parameters (score, method, covariates, correction, alpha,
+        ``min_lesioned_count``...).
     provenance : dict
-        Subjects, excluded subjects with reasons, voxel counts, package versions,
-        runtime, creation time.
+        ``lsm_version``, ``versions``, ``random_state`` (the seed used), ``n_jobs``,
+        ``runtime_s``, ``created``, the analysed subjects and voxel counts.
+    excluded : DataFrame
+        Subjects left out of the analysis (columns ``subject``, ``reason``).
     extra_maps : dict of str to Nifti1Image
         Further maps (``{"tfce": ...}``), 0 where untested.
     observed : float, ndarray or None
@@ -281,6 +240,9 @@ class VLSMResult:
     extra_maps: dict = dataclasses.field(default_factory=dict)
     observed: object = None
     null_statistic: str | None = None
+    excluded: pd.DataFrame = dataclasses.field(default_factory=excluded_frame)
+
+    _title = "VLSM result"
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -303,6 +265,7 @@ class VLSMResult:
         extra_maps=None,
         observed=None,
         null_statistic=None,
+        excluded=None,
     ):
         """Wrap the flat arrays of the engine into maps on the cohort grid.
 
@@ -327,6 +290,8 @@ class VLSMResult:
             Null distribution of the corrected statistic.
         params, provenance : dict
             Parameters and provenance; copied (made JSON-safe) into the result.
+        excluded : DataFrame, list of dict or None
+            Subjects left out, with the reason (see ``lsm._result.excluded_frame``).
         extra_maps : dict of str to ndarray of shape (n_tested,), optional
             Further maps, 0 where untested.
         observed : float or ndarray, optional
@@ -393,17 +358,18 @@ class VLSMResult:
             extra_maps=extra,
             observed=observed,
             null_statistic=None if null_statistic is None else str(null_statistic),
+            excluded=excluded_frame(excluded),
         )
 
     # ------------------------------------------------------------------ basic accessors
     @property
     def affine(self):
-        """ndarray of shape (4, 4): voxel-to-MNI affine of the grid."""
+        """Ndarray of shape (4, 4): voxel-to-MNI affine of the grid."""
         return self.stat.affine
 
     @property
     def shape(self):
-        """tuple of 3 int: the grid shape."""
+        """Tuple of 3 int: the grid shape."""
         return tuple(self.stat.shape[:3])
 
     @functools.cached_property
@@ -616,7 +582,7 @@ class VLSMResult:
     def _overview(self):
         """Ordered (label, value) pairs shared by summary(), _repr_html_() and the report."""
         pr, pv = self.params, self.provenance
-        excluded = pv.get("excluded") or []
+        excluded = self.excluded
         threshold = "n/a" if self.threshold is None else f"{self.threshold:.4g}"
         n_perm = pr.get("n_permutations")
         if self.null_distribution is not None:
@@ -633,8 +599,8 @@ class VLSMResult:
             ("Correction", pr.get("correction", "n/a")),
             ("Alpha", pr.get("alpha", "n/a")),
             ("Permutations", n_perm if n_perm is not None else "none"),
-            ("Random state", pr.get("random_state")),
-            ("Min. lesioned", pr.get("min_lesioned", "n/a")),
+            ("Random state", pv.get("random_state", pr.get("random_state"))),
+            ("Min. lesioned", pr.get("min_lesioned_count", pr.get("min_lesioned", "n/a"))),
             ("Subjects", pv.get("n_subjects", "n/a")),
             ("Excluded subjects", len(excluded)),
             ("Voxels tested", self.n_tested),
@@ -689,16 +655,13 @@ class VLSMResult:
                 lines.append(f"{row[0]:>8.1f}{row[1]:>8.1f}{row[2]:>8.1f}{row[3]:>12.4g}"
                              f"{row[4]:>10.3f}{row[5]:>12.3g}{row[6]:>12.3g}")
             lines.append("=" * width)
-        excluded = self.provenance.get("excluded") or []
-        if excluded:
+        excluded = self.excluded
+        if len(excluded):
             lines.append(f"Excluded subjects ({len(excluded)}):")
-            for item in excluded[:10]:
-                if isinstance(item, dict):
-                    lines.append(f"  {item.get('subject')}: {item.get('reason')}")
-                else:
-                    lines.append(f"  {item}")
+            for subject, reason in excluded[["subject", "reason"]].head(10).itertuples(index=False):
+                lines.append(f"  {subject}: {reason}")
             if len(excluded) > 10:
-                lines.append(f"  ... and {len(excluded) - 10} more (see provenance['excluded'])")
+                lines.append(f"  ... and {len(excluded) - 10} more (see the excluded table)")
         if self.n_significant == 0:
             lines.append("No voxel is significant at this correction and alpha.")
         return Summary("\n".join(lines))
@@ -777,6 +740,10 @@ class VLSMResult:
                     "Description": "One value per permutation: "
                                    + (self.null_statistic or "the corrected statistic")}})
             clusters.to_csv(tmp / _CLUSTERS_TSV, sep="\t", index=False, na_rep="n/a")
+            self.excluded.to_csv(tmp / _EXCLUDED_TSV, sep="\t", index=False, na_rep="n/a")
+            _write_json(tmp / _EXCLUDED_TSV.replace(".tsv", ".json"),
+                        {"subject": {"Description": "Subject left out of the analysis."},
+                         "reason": {"Description": "Why it was left out."}})
             _write_json(tmp / _CLUSTERS_TSV.replace(".tsv", ".json"),
                         {c: {"Description": _CLUSTER_COLUMNS[c]} for c in clusters.columns
                          if c in _CLUSTER_COLUMNS})
@@ -797,6 +764,7 @@ class VLSMResult:
                 "extra_maps": extra_files,
                 "null_distribution": null_file,
                 "clusters": _CLUSTERS_TSV,
+                "excluded": _EXCLUDED_TSV,
                 "params": self.params,
                 "provenance": self.provenance,
             }
@@ -857,15 +825,66 @@ class VLSMResult:
         observed = _decode_float(meta.get("observed"))
         if observed is not None and meta.get("observed_is_array"):
             observed = np.asarray(observed, dtype=np.float64)
+        provenance = dict(meta.get("provenance", {}))
+        if meta.get("excluded") and (path / meta["excluded"]).is_file():
+            excluded = pd.read_csv(path / meta["excluded"], sep="\t", na_values=["n/a"],
+                                   keep_default_na=False, dtype={"subject": str})
+        else:  # written by lsm 0.1: the list was in the provenance
+            excluded = provenance.pop("excluded", None) or None
         return cls(**imgs, threshold=_decode_float(meta.get("threshold")), null_distribution=null,
-                   params=meta.get("params", {}), provenance=meta.get("provenance", {}),
+                   params=meta.get("params", {}), provenance=provenance,
                    extra_maps=extra, observed=observed,
-                   null_statistic=meta.get("null_statistic"))
+                   null_statistic=meta.get("null_statistic"), excluded=excluded_frame(excluded))
 
-    def to_html(self, path, cohort=None, overwrite=False, **kwargs):
-        """Write a self-contained HTML report; see :func:`lsm.report.make_report`."""
-        from .report import make_report
+    def plot(self, kind="stat_map", **kwargs):
+        """Plot the result: a statistical map, a glass brain or the permutation null.
 
+        ``kind="stat_map"``: :func:`lsm.plotting.plot_stat_map`; ``"glass_brain"``:
+        :func:`lsm.plotting.plot_glass_brain`; ``"null"``:
+        :func:`lsm.plotting.plot_null_distribution`.
+
+        Parameters
+        ----------
+        kind : {"stat_map", "glass_brain", "null"}, default="stat_map"
+        **kwargs
+            Passed to the plotting function.
+
+        Returns
+        -------
+        display : nilearn display or matplotlib Figure
+            The nilearn display of a map, the Figure of the null distribution.
+        """
+        from . import plotting
+
+        check_option("kind", kind, ("stat_map", "glass_brain", "null"))
+        func = {"stat_map": plotting.plot_stat_map, "glass_brain": plotting.plot_glass_brain,
+                "null": plotting.plot_null_distribution}[kind]
+        out = func(self, **kwargs)
+        return out.figure if kind == "null" else out
+
+    def to_html(self, path=None, cohort=None, overwrite=False, **kwargs):
+        """A self-contained HTML report (see :func:`lsm.report.make_report`).
+
+        Parameters
+        ----------
+        path : str or Path, optional
+            File to write (atomically); without it the HTML text is returned.
+        cohort : Cohort, optional
+            Adds the cohort description, its exclusions and the overlap map.
+        overwrite : bool, default=False
+            Replace an existing file.
+        **kwargs
+            Passed to :func:`lsm.report.make_report` (``title``, ``atlas``...).
+
+        Returns
+        -------
+        path : Path or str
+            The file written, or the HTML text when ``path`` is None.
+        """
+        from .report import make_report, report_html
+
+        if path is None:
+            return report_html(self, cohort, **kwargs)
         return make_report(self, path, cohort=cohort, overwrite=overwrite, **kwargs)
 
 
@@ -877,8 +896,7 @@ def _write_nifti(img, path):
 
 
 def _write_json(path, obj):
-    Path(path).write_text(json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n",
-                          encoding="utf-8")
+    Path(path).write_text(json_text(obj), encoding="utf-8")
 
 
 def _write_null(null, path):
@@ -899,14 +917,7 @@ def _read_null(path, dtype):
 
 
 def _dataset_description(provenance):
-    from . import __version__
-
-    return {
-        "Name": "lsm voxel-based lesion-symptom mapping",
-        "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "lsm", "Version": provenance.get("lsm", __version__)}],
-    }
+    return dataset_description("lsm voxel-based lesion-symptom mapping", provenance)
 
 
 def _fmt(value):
@@ -920,9 +931,8 @@ def _fmt(value):
 class _AtlasLookup:
     """Label lookup of the arterial atlas at world coordinates (nearest voxel).
 
-    Each point takes the label of the atlas voxel whose centre is nearest, the same answer
-    as resampling the atlas onto the result grid with nearest-neighbour interpolation
-    (:func:`nilearn.image.resample_to_img`), without building the resampled volume.
+    Each point takes the label of the atlas voxel that contains it, by the same rule
+    (:func:`lsm._images.voxel_of`) as the cohort's regridding and the territory loads.
     """
 
     _cache = {}
@@ -931,7 +941,8 @@ class _AtlasLookup:
         data = np.asanyarray(img.dataobj)
         small = data.size == 0 or (data.min() >= 0 and data.max() < 2 ** 15)
         self.data = data.astype(np.int16 if small else np.int64)  # kept in a cache: keep it small
-        self.inv = np.linalg.inv(img.affine)
+        self.affine = np.asarray(img.affine, dtype=np.float64)
+        self.inv = np.linalg.inv(self.affine)
         labels = pd.DataFrame(labels)
         index = labels["index"].astype(np.int64).to_numpy()
         self._abbrev = dict(zip(index, labels["abbrev"].astype(str)))
@@ -949,14 +960,13 @@ class _AtlasLookup:
         return cls._cache[key]
 
     def labels_at(self, xyz):
-        """Atlas labels at world coordinates ``xyz`` (n, 3); 0 outside the atlas box."""
+        """Atlas labels at world coordinates ``xyz`` (n, 3); 0 outside the atlas."""
+        from ._images import voxel_of
+
         cont = nib.affines.apply_affine(self.inv, np.asarray(xyz, dtype=np.float64)).reshape(-1, 3)
-        # inside the box spanned by the atlas voxel centres (as scipy/nilearn resampling)
-        tol = 1e-6
-        inside = np.all((cont >= -tol) & (cont <= np.array(self.data.shape[:3]) - 1 + tol), axis=1)
-        ijk = np.rint(cont).astype(np.int64)
-        out = np.zeros(len(ijk), dtype=np.int64)
-        out[inside] = self.data[tuple(ijk[inside].T)]
+        flat = voxel_of(cont.T, self.affine, self.data.shape[:3])
+        out = np.zeros(len(flat), dtype=np.int64)
+        out[flat >= 0] = self.data.ravel()[flat[flat >= 0]]
         return out
 
     def abbrev(self, value):

@@ -5,14 +5,14 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ._utils import check_random_state
+from ._validation import check_random_state
 from .exceptions import DroppedSubjectsWarning
 
 __all__ = ["make_synthetic_cohort", "synthetic_grid"]
 
 
 def synthetic_grid(shape=(24, 28, 24), voxel_size=4.0):
-    """A small RAS grid centred on the MNI origin: (affine, shape)."""
+    """Return a small RAS grid centred on the MNI origin: (affine, shape)."""
     shape = tuple(int(s) for s in shape)
     affine = np.diag([voxel_size, voxel_size, voxel_size, 1.0])
     affine[:3, 3] = -voxel_size * (np.array(shape) - 1) / 2.0

@@ -43,7 +43,7 @@ import pandas as pd
 from scipy import ndimage, sparse
 
 from ._images import grid_mapping
-from ._utils import check_option
+from ._validation import check_option
 from .exceptions import AnalysisError, AtlasError, LSMWarning, PhenotypeError, ResamplingWarning, SpaceError
 
 __all__ = [
@@ -66,8 +66,9 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _DOCS = {
     "cohort": """cohort : Cohort
         Lesion masks on a common grid (see :func:`lsm.load_cohort`); must be in MNI space.""",
-    "atlas": """atlas : None, object with ``img`` and ``labels``, tuple ``(img, labels)``, Nifti1Image or path
-        None: the Liu et al. (2023) arterial atlas at 1 mm from
+    "atlas": """atlas : "arterial", object with ``img`` and ``labels``, tuple ``(img, labels)`` or path
+        Default ``"arterial"``.
+        ``"arterial"``: the Liu et al. (2023) arterial atlas at 1 mm from
         :func:`lsm.datasets.fetch_arterial_atlas` (its level-1 image; level 2 is derived from
         it through the ``level2_index`` grouping of its label table). Any other integer
         label image works with a label table: a DataFrame with ``index`` and ``abbrev``
@@ -75,7 +76,8 @@ _DOCS = {
         such a TSV/CSV (or to a pipe-separated ``index|abbrev|name|level2`` text table as
         distributed with the arterial atlas), a dict ``{label value: abbreviation}`` or a
         Series. An image path alone is accepted when a table with the same stem
-        (``.tsv``, ``.csv`` or ``.txt``) sits beside it.""",
+        (``.tsv``, ``.csv`` or ``.txt``) sits beside it. ``None`` (no atlas) is an error:
+        this function needs labels.""",
     "level": """level : {1, 2}
         Territory level. 1: the atlas labels as they are (32 arterial territories). 2: labels
         grouped by the table's ``level2_index`` column (10 arterial territories: ACA, MCA,
@@ -90,7 +92,8 @@ _DOCS = {
 
 
 def _fill_doc(func):
-    func.__doc__ = func.__doc__ % _DOCS
+    if func.__doc__:  # None under python -OO
+        func.__doc__ = func.__doc__ % _DOCS
     return func
 
 
@@ -196,7 +199,8 @@ def _read_label_table(table):
     frame = frame[frame["index"] != 0]
     dup_values = frame["index"][frame["index"].duplicated()].unique()
     if len(dup_values):
-        raise AtlasError(f"Label table {source} lists label value(s) {sorted(int(v) for v in dup_values)[:10]} more than once.")
+        dup = sorted(int(v) for v in dup_values)[:10]
+        raise AtlasError(f"Label table {source} lists label value(s) {dup} more than once.")
     abbrev = frame["abbrev"].astype("string").str.strip()
     empty = frame["index"][abbrev.isna() | (abbrev == "")]
     if len(empty):
@@ -204,7 +208,8 @@ def _read_label_table(table):
     frame = frame.assign(abbrev=abbrev.astype(str)).set_index("index").sort_index()
     reserved = [a for a in frame["abbrev"] if a in _RESERVED]
     if reserved:
-        raise AtlasError(f"Label table {source}: abbreviation(s) {reserved} are reserved for lsm's own columns; rename them.")
+        raise AtlasError(f"Label table {source}: abbreviation(s) {reserved} are reserved for lsm's own "
+                         "columns; rename them.")
     frame["abbrev"] = _unique_names(frame["abbrev"], frame.index, source)
     return frame
 
@@ -297,6 +302,12 @@ def _resolve_atlas(atlas):
     import nibabel as nib
 
     if atlas is None:
+        raise ValueError(
+            "Invalid value for the 'atlas' parameter: this function needs territory labels, "
+            "so an atlas ('arterial' for the Liu et al. 2023 arterial atlas, or a label image "
+            "with its labels), but got None (no atlas)."
+        )
+    if isinstance(atlas, str) and atlas == "arterial":
         from .datasets import get_data_dir
 
         return _default_atlas(str(get_data_dir()))
@@ -313,7 +324,7 @@ def _resolve_atlas(atlas):
         raise AtlasError("An atlas image needs its label table: pass atlas=(image, labels).")
     else:
         raise TypeError(
-            "atlas must be None, an object with .img and .labels, a tuple (image, labels) or an "
+            "atlas must be 'arterial', an object with .img and .labels, a tuple (image, labels) or an "
             f"image path with a label table beside it; got {type(atlas).__name__}."
         )
     data, affine, source = _read_label_image(img)
@@ -671,7 +682,7 @@ def _measure_values(loads, measure):
 
 # ------------------------------------------------------------------ public API
 @_fill_doc
-def territory_load(cohort, *, atlas=None, level=1, measure="territory_fraction", n_jobs=1):
+def territory_load(cohort, *, atlas="arterial", level=1, measure="territory_fraction", n_jobs=1):
     """Lesion load of each subject in each (arterial) territory.
 
     Parameters
@@ -736,7 +747,8 @@ def territory_load(cohort, *, atlas=None, level=1, measure="territory_fraction",
             "level": level,
             "atlas": atlas.name,
             "alignment": loads.alignment,
-            "territory_volume_ml": dict(zip(loads.territories.names, (loads.atlas_counts * loads.atlas_voxel_ml).tolist())),
+            "territory_volume_ml": dict(zip(loads.territories.names,
+                                            (loads.atlas_counts * loads.atlas_voxel_ml).tolist())),
         }
     )
     logger.info("Territory loads (%s, level %d) of %d subjects on %s", measure, level, len(frame), atlas.name)
@@ -774,7 +786,7 @@ def _count_components(indices, shape, min_size):
         return 0
     ijk = np.unravel_index(indices, shape)
     lo = [int(c.min()) for c in ijk]
-    local = tuple(c - l for c, l in zip(ijk, lo))
+    local = tuple(c - low for c, low in zip(ijk, lo))
     box = np.zeros([int(c.max()) + 1 for c in local], dtype=bool)
     box[local] = True
     labelled, n = ndimage.label(box, structure=_STRUCTURE_26)
@@ -798,8 +810,10 @@ def _components(rows, shape, min_size, n_jobs):
 
 
 def _hemisphere_labels(left_fraction, n_voxels, threshold):
-    """``"left"``, ``"right"`` or ``"bilateral"`` per lesion (object array); None (missing)
-    for an empty lesion (no voxel on the cohort grid), which has no side."""
+    """``"left"``, ``"right"`` or ``"bilateral"`` per lesion (object array).
+
+    None (missing) for an empty lesion (no voxel on the cohort grid), which has no side.
+    """
     with np.errstate(invalid="ignore"):
         sides = np.where(
             left_fraction >= threshold, "left", np.where(1.0 - left_fraction >= threshold, "right", "bilateral")
@@ -838,7 +852,7 @@ def _dominant(loads):
 
 
 @_fill_doc
-def lesion_descriptors(cohort, *, atlas=None, min_component_size=1, hemisphere_threshold=0.95, n_jobs=1):
+def lesion_descriptors(cohort, *, atlas="arterial", min_component_size=1, hemisphere_threshold=0.95, n_jobs=1):
     """Volume, connected components, hemisphere, centroid and dominant territory per lesion.
 
     Parameters
@@ -1055,7 +1069,7 @@ class TerritorySummary:
 
 
 @_fill_doc
-def territory_summary(cohort, *, level=2, atlas=None, hemisphere_threshold=0.95, n_jobs=1):
+def territory_summary(cohort, *, level=2, atlas="arterial", hemisphere_threshold=0.95, n_jobs=1):
     """Distribution of lesions across territories and hemispheres (table and plot).
 
     Parameters
@@ -1158,7 +1172,8 @@ def plot_territory_summary(summary, *, value="percent_involved", ax=None):
         heights = [float(rows.get(t, 0.0)) for t in territories]
         ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=side, color=_SIDE_COLORS.get(side))
     ax.set_xticks(x)
-    ax.set_xticklabels(territories, rotation=45 if len(territories) > 8 else 0, ha="right" if len(territories) > 8 else "center")
+    many = len(territories) > 8
+    ax.set_xticklabels(territories, rotation=45 if many else 0, ha="right" if many else "center")
     ax.set_ylabel(value.replace("_", " "))
     hem = ", ".join(f"{k} {v}" for k, v in summary.hemispheres.items())
     if summary.n_empty:

@@ -5,7 +5,10 @@ Tests that need the real datasets request ``shared_data_dir`` (and carry the
 laid out as ``../shared/data``.
 """
 
+import functools
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import matplotlib
@@ -56,16 +59,12 @@ def soop_cohort(shared_data_dir):
     """The 1,265-subject SOOP cohort at 1 mm, loaded once per test session (~20 s)."""
     import warnings
 
-    import lsm
+    # no fallback to lsm.load_cohort: a broken lsm.datasets must fail the tests that use it
+    from lsm.datasets import load_soop
     from lsm.exceptions import DroppedSubjectsWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DroppedSubjectsWarning)
-        try:
-            from lsm.datasets import load_soop
-        except ImportError:
-            soop = shared_data_dir / "soop"
-            return lsm.load_cohort(soop / "lesions", soop / "participants.tsv", n_jobs=2)
         return load_soop(data_dir=shared_data_dir, n_jobs=2)
 
 
@@ -73,3 +72,30 @@ def soop_cohort(shared_data_dir):
 def soop_nihss_2mm(soop_cohort):
     """SOOP subjects with an NIHSS, on the 2 mm MNI grid (91 x 109 x 91)."""
     return soop_cohort.select("nihss").resample(2)
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """Serve ``tmp_path / 'www'`` on 127.0.0.1; yield (folder, base URL, request log)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+        def do_GET(self):
+            requests.append(self.path)
+            return super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -31,7 +31,6 @@ def synthetic_result(cohort, *, z_threshold=3.5, significant=True, params=None, 
                    "alpha": 0.05, "alternative": "two-sided", "n_permutations": null.size,
                    "random_state": 0, "min_lesioned": 3, "n_jobs": 1, "lesion_volume": None}
     base_prov = {"n_subjects": len(cohort), "subjects": list(cohort.subjects),
-                 "excluded": [{"subject": "sub-missing01", "reason": "missing score 'score'"}],
                  "n_voxels_tested": int(tested.sum()), "n_unique_patterns": 99,
                  "numpy": np.__version__, "runtime_s": 0.25, "created": "2026-01-01T00:00:00"}
     base_params.update(params or {})
@@ -40,4 +39,5 @@ def synthetic_result(cohort, *, z_threshold=3.5, significant=True, params=None, 
         affine=cohort.affine, shape=cohort.shape, tested=tested, stat=t, z=z, p=p,
         p_corrected=np.minimum(p * tested.sum(), 1.0), significant=sig, n_lesioned=n_lesioned,
         threshold=z_threshold, null_distribution=null, params=base_params, provenance=base_prov,
+        excluded=[{"subject": "sub-missing01", "reason": "missing score 'score'"}],
     )

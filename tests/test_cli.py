@@ -38,7 +38,7 @@ def study(tmp_path_factory):
     phenotype = cohort.phenotype.copy()
     phenotype["nihss"] = phenotype["nihss"].astype(int)
     phenotype["mrs"] = phenotype["mrs"].astype(int)
-    # one phenotype row without a mask: must be listed in dropped.tsv
+    # one phenotype row without a mask: must be listed in excluded.tsv
     extra = pd.DataFrame({"score": [1.0], "nihss": [2], "mrs": [1], "age": [50.0], "sex": ["F"]},
                          index=pd.Index(["sub-999"], name="participant_id"))
     pd.concat([phenotype, extra]).to_csv(root / "participants.tsv", sep="\t", na_rep="n/a")
@@ -182,7 +182,7 @@ def test_overlap_maps_match_brute_force(study, tmp_path):
         assert sidecar["value"] == sex and sidecar["Description"]
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "lsm"
-    dropped = pd.read_csv(out / "dropped.tsv", sep="\t")
+    dropped = pd.read_csv(out / "excluded.tsv", sep="\t")
     assert dropped["subject"].tolist() == ["sub-999"]
     assert "without a lesion mask" in dropped["reason"].iloc[0]
 
@@ -315,10 +315,10 @@ def test_vlsm_outputs_match_the_library(study, tmp_path):
     hit = np.array([m[voxel] for m in masks.values()])
     t, _ = stats.ttest_ind(scores[hit], scores[~hit])
     assert np.asarray(saved.stat.dataobj)[voxel] == pytest.approx(t, rel=1e-6)
-    for name in ("dataset_description.json", "dropped.tsv", "vlsm_clusters.tsv", "vlsm_null.tsv"):
+    for name in ("dataset_description.json", "excluded.tsv", "vlsm_clusters.tsv", "vlsm_null.tsv"):
         assert (out / name).is_file(), name
     assert not (out / "report.html").exists()  # --no-report
-    assert pd.read_csv(out / "dropped.tsv", sep="\t")["subject"].tolist() == ["sub-999"]
+    assert pd.read_csv(out / "excluded.tsv", sep="\t")["subject"].tolist() == ["sub-999"]
 
     # report: the HTML file of the saved folder (default RESULT/report.html), refused a second
     # time without --overwrite
@@ -377,7 +377,7 @@ def test_territory_load_on_soop_masks_matches_reference(shared_data_dir, tmp_pat
     assert proc.returncode == 0, proc.stderr
     loads = pd.read_csv(out / "level-1_measure-territoryfraction_territoryload.tsv", sep="\t",
                         index_col="participant_id")
-    dropped = pd.read_csv(out / "dropped.tsv", sep="\t")
+    dropped = pd.read_csv(out / "excluded.tsv", sep="\t")
     assert len(loads) + (dropped["source"] != "phenotype").sum() == len(files)
     # labels 11, 12, 25, 26, 29, 30 are truncated by the reference's cropped grid; its
     # right-side names of 10/12/14/16 repeat the left ones, so match columns by label number
@@ -442,18 +442,21 @@ def test_correlate_territory_level_matches_the_library(shared_data_dir, study, t
     out2 = tmp_path / "corr2"
     proc = run_lsm("correlate", "-l", root / "lesions", "-p", root / "participants.tsv", "--score", "score",
                    "--n-boot", "0", "--territory-level", "2", "--n-permutations", "200",
-                   "--territory-method", "regression", "--territory-lesion-volume", "log",
+                   "--territory-method", "regression", "--lesion-volume", "covariate",
+                   "--volume-transform", "log",
                    "--data-dir", shared_data_dir, "-o", out2)
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(out2 / "level-2_territorylsm.tsv", sep="\t", index_col=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LSMWarning)
         direct = lsm.territory_lsm(study["cohort"], "score", level=2, method="regression",
-                                   lesion_volume="log", n_permutations=200, random_state=0)
+                                   lesion_volume="covariate", volume_transform="log",
+                                   n_permutations=200, random_state=0)
     np.testing.assert_allclose(table["p_fwe"], direct.to_dataframe()["p_fwe"], rtol=1e-10)
     np.testing.assert_allclose(table["t"], direct.to_dataframe()["t"], rtol=1e-10)
     sidecar = json.loads((out2 / "level-2_territorylsm.json").read_text())
-    assert sidecar["Parameters"]["method"] == "regression" and sidecar["Parameters"]["lesion_volume"] == "log"
+    assert sidecar["Parameters"]["method"] == "regression" and sidecar["Parameters"]["lesion_volume"] == "covariate"
+    assert sidecar["Parameters"]["volume_transform"] == "log"
 
 
 def test_messages_never_name_temporary_folders(study, tmp_path):
@@ -626,3 +629,25 @@ def test_repeated_python_warning_is_shown_once(capsys):
         log.propagate = state[1]
     assert capsys.readouterr().err.splitlines() == ["lsm: warning: loads are approximate",
                                                      "lsm: warning: another one"]
+
+
+def test_correlate_leaves_the_callers_matplotlib_backend_alone(study, tmp_path):
+    """Called in-process (a notebook, a script), the command must not switch the backend."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from lsm.cli import main
+
+    root = study["root"]
+    before = matplotlib.get_backend()
+    try:
+        matplotlib.use("svg")
+        figures = plt.get_fignums()
+        status = main(["-q", "correlate", "-l", str(root / "lesions"), "-p", str(root / "participants.tsv"),
+                       "--score", "score", "--n-boot", "0", "-o", str(tmp_path / "corr")])
+        assert status == 0
+        assert matplotlib.get_backend() == "svg"
+        assert plt.get_fignums() == figures  # no figure left open in the caller's pyplot
+    finally:
+        matplotlib.use(before)
+    assert (tmp_path / "corr" / "volumescore_scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,9 +10,8 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.miscmodels.ordinal_model import OrderedModel
 
-from lsm import clinical
-from lsm._utils import check_random_state
-from lsm.clinical import outcome_model, territory_lsm, volume_score_correlation
+from lsm._validation import check_random_state
+from lsm.clinical import outcome_model, territory_level, territory_lsm, volume_score_correlation
 from lsm.exceptions import AnalysisError, DroppedSubjectsWarning, PhenotypeError
 from lsm.stats._permutation import draw_permutations
 
@@ -64,9 +63,10 @@ def _quiet(func, *args, **kwargs):
     "method, ref",
     [("spearman", stats.spearmanr), ("pearson", stats.pearsonr), ("kendall", stats.kendalltau)],
 )
-@pytest.mark.parametrize("log_volume", [False, True])
-def test_correlation_equals_scipy(frame, method, ref, log_volume):
-    res = volume_score_correlation(frame, "nihss", method=method, log_volume=log_volume,
+@pytest.mark.parametrize("volume_transform", ["linear", "log"])
+def test_correlation_equals_scipy(frame, method, ref, volume_transform):
+    log_volume = volume_transform == "log"
+    res = volume_score_correlation(frame, "nihss", method=method, volume_transform=volume_transform,
                                    n_boot=0)
     x = frame["lesion_volume"].to_numpy()
     x = np.log10(x) if log_volume else x
@@ -214,17 +214,17 @@ def test_correlation_errors(frame):
         volume_score_correlation(f, "nihss", method="kendall", covariates="age_text")
     f.loc["sub-005", "lesion_volume"] = 0.0
     with pytest.raises(AnalysisError, match="sub-005"):
-        volume_score_correlation(f, "nihss", log_volume=True)
+        volume_score_correlation(f, "nihss", volume_transform="log")
 
 
 def _tau(a, b):
     return stats.kendalltau(a, b).statistic
 
 
-@pytest.mark.parametrize("log_volume", [False, True])
-def test_partial_kendall_one_covariate_is_kendall_1942(frame, log_volume):
+@pytest.mark.parametrize("volume_transform", ["linear", "log"])
+def test_partial_kendall_one_covariate_is_kendall_1942(frame, volume_transform):
     res = volume_score_correlation(frame, "nihss", method="kendall", covariates="age",
-                                   log_volume=log_volume, n_boot=0)
+                                   volume_transform=volume_transform, n_boot=0)
     x, y, z = (frame[c].to_numpy(float) for c in ("lesion_volume", "nihss", "age"))
     txy, txz, tyz = _tau(x, y), _tau(x, z), _tau(y, z)
     expected = (txy - txz * tyz) / np.sqrt((1 - txz**2) * (1 - tyz**2))
@@ -345,16 +345,17 @@ def test_infinite_values_are_an_error_naming_the_subject(frame):
 
 
 def test_correlation_result_api(frame):
-    res = volume_score_correlation(frame, "nihss", n_boot=100, random_state=0, log_volume=True)
+    res = volume_score_correlation(frame, "nihss", n_boot=100, random_state=0, volume_transform="log")
     df = res.to_dataframe()
     assert df.loc[0, "r"] == res.r and df.loc[0, "ci_low"] == res.ci[0]
     assert "Spearman" in res.summary() and str(res.n) in res.summary()
-    assert res.info["random_state"] == 0 and res.info["versions"]["scipy"]
+    assert res.provenance["random_state"] == 0 and res.provenance["versions"]["scipy"]
+    assert res.params["n_boot"] == 100 and res.params["volume_transform"] == "log"
     assert "<pre>" in res._repr_html_()
-    ax = res.plot()
+    ax = res.plot().axes[0]
     assert ax.get_xscale() == "log"
     assert len(ax.collections) == 2  # scatter + CI band
-    ax2 = res.plot(log_volume=False, ci=False)
+    ax2 = res.plot(volume_transform="linear", ci=False).axes[0]
     assert ax2.get_xscale() == "linear" and len(ax2.collections) == 1
     matplotlib.pyplot.close("all")
 
@@ -380,7 +381,7 @@ def test_ols_equals_statsmodels(frame):
 
 def test_ordinal_equals_orderedmodel(frame):
     res = outcome_model(frame, "mrs", ["nihss", "age", "lesion_volume"], family="ordinal",
-                        log_volume=True)
+                        volume_transform="log")
     X = pd.DataFrame(
         {"nihss": frame["nihss"], "age": frame["age"],
          "logv": np.log10(frame["lesion_volume"])}
@@ -468,7 +469,7 @@ def test_outcome_model_exclusions_and_plot(frame):
     assert res.n == len(f) - 2
     assert list(res.excluded["reason"]) == ["missing outcome 'mrs'", "missing predictor 'age'"]
     assert res.to_dataframe().shape[0] == 2
-    ax = res.plot()
+    ax = res.plot().axes[0]
     assert ax.get_xscale() == "log"
     assert "<table" in res._repr_html_()
     matplotlib.pyplot.close("all")
@@ -510,7 +511,7 @@ def test_regression_fwe_equals_brute_force(covariates, alternative):
     Z = f[["age", "lesion_volume"]].to_numpy(float) if covariates else np.empty((len(y), 0))
     B = 60
     perms = draw_permutations(B, len(y), check_random_state(0))
-    res = clinical._territory_lsm_arrays(
+    res = territory_level._territory_lsm_arrays(
         y, X, Z, method="regression", n_permutations=B, rng=None, alternative=alternative,
         n_jobs=1, permutations=perms,
     )
@@ -530,7 +531,7 @@ def test_spearman_fwe_equals_brute_force_on_ranks():
     y, X, f = _data()
     B = 60
     perms = draw_permutations(B, len(y), check_random_state(1))
-    res = clinical._territory_lsm_arrays(
+    res = territory_level._territory_lsm_arrays(
         y, X, np.empty((len(y), 0)), method="spearman", n_permutations=B, rng=None,
         alternative="two-sided", n_jobs=1, permutations=perms,
     )
@@ -544,7 +545,7 @@ def test_spearman_fwe_equals_brute_force_on_ranks():
     np.testing.assert_array_equal(res["p_fwe"], p_fwe)
     # with covariates: Freedman-Lane on ranks of every variable
     Z = f[["age", "lesion_volume"]].to_numpy(float)
-    res = clinical._territory_lsm_arrays(
+    res = territory_level._territory_lsm_arrays(
         y, X, Z, method="spearman", n_permutations=B, rng=None, alternative="two-sided",
         n_jobs=1, permutations=perms,
     )
@@ -573,7 +574,7 @@ def test_ordinal_statistic_is_proportional_odds_score():
     codes = f["mrs"].to_numpy()
     Z = f[["age"]].to_numpy(float)
     psr, null = _psr_reference(codes, Z)
-    np.testing.assert_allclose(clinical._ordinal_residuals(codes, Z, 7), psr, atol=1e-6)
+    np.testing.assert_allclose(territory_level._ordinal_residuals(codes, Z, 7), psr, atol=1e-6)
     K = 7
     y = pd.Categorical.from_codes(codes, categories=list(range(K)), ordered=True)
     for j in range(X.shape[1]):
@@ -587,7 +588,7 @@ def test_ordinal_without_covariates_is_rank_test():
     """Without nuisance the PO score statistic is the correlation with the mid-ranks."""
     _, X, f = _data(n=50, seed=5)
     codes = f["mrs"].to_numpy()
-    res = clinical._territory_lsm_arrays(
+    res = territory_level._territory_lsm_arrays(
         codes.astype(float), X, np.empty((50, 0)), method="ordinal", n_permutations=20,
         rng=check_random_state(0), alternative="two-sided", n_jobs=1, ordinal_codes=codes,
     )
@@ -601,7 +602,7 @@ def test_ordinal_fwe_equals_brute_force():
     Z = f[["age", "lesion_volume"]].to_numpy(float)
     B = 40
     perms = draw_permutations(B, 40, check_random_state(2))
-    res = clinical._territory_lsm_arrays(
+    res = territory_level._territory_lsm_arrays(
         codes.astype(float), X, Z, method="ordinal", n_permutations=B, rng=None,
         alternative="two-sided", n_jobs=1, ordinal_codes=codes, permutations=perms,
     )
@@ -612,7 +613,8 @@ def test_ordinal_fwe_equals_brute_force():
 
 
 def test_territory_lsm_identical_for_any_n_jobs(frame):
-    kw = dict(territories=TERR, lesion_volume="log", covariates="age", n_permutations=600,
+    kw = dict(territories=TERR, lesion_volume="covariate", volume_transform="log", covariates="age",
+              n_permutations=600,
               random_state=7)
     a = territory_lsm(frame, "nihss", n_jobs=1, **kw)
     b = territory_lsm(frame, "nihss", n_jobs=2, **kw)
@@ -625,20 +627,24 @@ def test_territory_lsm_table_and_planted_effect(frame):
     f["EMPTY"] = 0.0
     f.loc[f.index[:3], "EMPTY"] = 0.5  # lesioned in 3 < min_lesioned subjects
     res = territory_lsm(f, "nihss", territories=TERR + ["EMPTY"], method="regression",
-                        lesion_volume=True, n_permutations=999, random_state=0)
+                        lesion_volume="covariate", n_permutations=999, random_state=0, min_lesioned=5)
     tab = res.table
     assert not tab.loc["EMPTY", "tested"] and np.isnan(tab.loc["EMPTY", "p_fwe"])
     assert "fewer than 5" in tab.loc["EMPTY", "not_tested"]
-    assert res.significant == ["MCAL"]
+    assert list(res.significant.index[res.significant]) == ["MCAL"]
+    assert res.significant.dtype == bool and list(res.significant.index) == TERR + ["EMPTY"]
+    assert res.params["min_lesioned_count"] == 5 and res.provenance["random_state"] == 0
     assert (tab.loc[TERR, "p_fwe"] >= tab.loc[TERR, "p_uncorrected"]).all()
     assert res.n_permutations == len(res.null_max) == 999
     assert res.covariates == ["lesion_volume"]
     np.testing.assert_array_equal(tab["n_lesioned"].to_numpy(), (f[tab.index] > 0).sum().to_numpy())
     fdr = stats.false_discovery_control(tab.loc[TERR, "p_uncorrected"])
-    np.testing.assert_allclose(tab.loc[TERR, "p_fdr"], fdr)
+    np.testing.assert_allclose(tab.loc[TERR, "p_fdr_bh"], fdr)
+    fdr_by = stats.false_discovery_control(tab.loc[TERR, "p_uncorrected"], method="by")
+    np.testing.assert_allclose(tab.loc[TERR, "p_fdr_by"], fdr_by)
     above = tab.loc[TERR, "r"].abs() > res.r_critical
     np.testing.assert_array_equal(above, tab.loc[TERR, "p_fwe"] <= 0.05)
-    ax = res.plot()
+    ax = res.plot().axes[0]
     assert len(ax.patches) == len(TERR)
     assert "MCAL" in res.summary() and "<pre>" in res._repr_html_()
     matplotlib.pyplot.close("all")
@@ -651,7 +657,7 @@ def test_territory_lsm_plot_labels_fit_in_the_figure(frame):
 
     res = territory_lsm(frame, "nihss", territories=TERR, covariates="age", n_permutations=99,
                         random_state=0)
-    ax = res.plot()
+    ax = res.plot().axes[0]
     fig = ax.figure
     fig.savefig(io.BytesIO(), format="png", bbox_inches=None)
     fig.canvas.draw()
@@ -684,7 +690,7 @@ def test_territory_lsm_fwe_calibrated_under_null(method, reps):
         latent = z + rng.logistic(size=n)
         codes = np.digitize(latent, np.quantile(latent, [0.2, 0.4, 0.6, 0.8]))
         y = codes.astype(float) if method == "ordinal" else latent
-        res = clinical._territory_lsm_arrays(
+        res = territory_level._territory_lsm_arrays(
             y, X, z[:, None], method=method, n_permutations=99, rng=rng,
             alternative="two-sided", n_jobs=1, ordinal_codes=codes,
         )
@@ -705,7 +711,7 @@ def test_territory_lsm_errors_and_exclusions(frame):
         territory_lsm(frame, "nihss", territories=TERR, lesion_volume="cubic")
     g = frame.assign(v2=frame["lesion_volume"] * 2)
     with pytest.raises(AnalysisError, match="collinear covariates: 'lesion_volume'"):
-        territory_lsm(g, "nihss", territories=TERR, covariates="v2", lesion_volume=True)
+        territory_lsm(g, "nihss", territories=TERR, covariates="v2", lesion_volume="covariate")
     h = frame.copy()
     h.loc[h["mrs"] == 5, "mrs"] = 6
     with pytest.raises(AnalysisError, match=r"no subject at level\(s\) \[5\]"):
@@ -751,13 +757,14 @@ def test_cohort_territory_lsm_equals_table_input(cohort, shared_data_dir, monkey
     monkeypatch.setenv("LSM_DATA", str(shared_data_dir))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = territory_lsm(cohort, "nihss", level=2, lesion_volume="log", n_permutations=99,
-                            random_state=0, min_lesioned=1)
+        res = territory_lsm(cohort, "nihss", level=2, lesion_volume="covariate",
+                            volume_transform="log", n_permutations=99, random_state=0,
+                            min_lesioned=2)
         loads = territory_load(cohort, level=2)
     terr = [c for c in loads.columns if c not in ("outside_ml", "lesion_volume_ml")]
     table = cohort.phenotype.join(loads[terr]).assign(lesion_volume=cohort.lesion_volumes)
-    ref = territory_lsm(table, "nihss", territories=terr, lesion_volume="log",
-                        n_permutations=99, random_state=0, min_lesioned=1)
+    ref = territory_lsm(table, "nihss", territories=terr, lesion_volume="covariate",
+                        volume_transform="log", n_permutations=99, random_state=0, min_lesioned=2)
     assert list(res.table.index) == terr and res.level == 2
     pd.testing.assert_frame_equal(res.table, ref.table)
     with warnings.catch_warnings():
@@ -816,7 +823,8 @@ def test_soop_correlation_equals_scipy(shared_data_dir):
     assert res.ci[0] < res.r < res.ci[1]
 
 
-@pytest.mark.parametrize("correction, column", [("fdr", "p_fdr"), ("none", "p_uncorrected")])
+@pytest.mark.parametrize("correction, column", [("fdr_bh", "p_fdr_bh"), ("fdr_by", "p_fdr_by"),
+                                                ("none", "p_uncorrected")])
 def test_territory_lsm_correction_choice(frame, correction, column):
     res = territory_lsm(frame, "nihss", territories=TERR, correction=correction, alpha=0.1,
                         n_permutations=199, random_state=1)
@@ -825,7 +833,7 @@ def test_territory_lsm_correction_choice(frame, correction, column):
     # the same permutations whatever the correction: only the decision column changes
     fwe = territory_lsm(frame, "nihss", territories=TERR, n_permutations=199, random_state=1)
     np.testing.assert_array_equal(res.null_max, fwe.null_max)
-    ax = res.plot(sort=True)
+    ax = res.plot(sort=True).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == list(
         res.table.sort_values("r", ascending=False).index
     )
@@ -847,3 +855,87 @@ def test_soop_cohort_matches_independent_join(soop_cohort, shared_data_dir):
     expected = stats.pearsonr(ok["lesion_volume"], ok["nihss"])
     assert res.r == pytest.approx(expected.statistic, rel=1e-9)
     assert sorted(res.excluded["subject"]) == sorted(set(data.index) - set(ok.index))
+
+
+# ------------------------------------------------------------------ shared vocabulary and result contract
+
+
+@pytest.mark.parametrize("old, hint", [("log", "volume_transform='log'"), (True, "'covariate'"),
+                                       ("linear", "volume_transform='linear'")])
+def test_territory_lsm_old_lesion_volume_values_are_refused_with_a_hint(frame, old, hint):
+    with pytest.raises(ValueError, match=f"'lesion_volume' parameter.*got {old!r}.*{hint}"):
+        territory_lsm(frame, "nihss", territories=TERR, lesion_volume=old, n_permutations=10)
+    with pytest.raises(ValueError, match="'correction' parameter.*'fdr'.*Did you mean 'fdr_bh'"):
+        territory_lsm(frame, "nihss", territories=TERR, correction="fdr", n_permutations=10)
+    with pytest.raises(ValueError, match="'lesion_volume' parameter.*'dtlvc'"):
+        territory_lsm(frame, "nihss", territories=TERR, lesion_volume="dtlvc", n_permutations=10)
+
+
+def test_territory_lsm_min_lesioned_fraction_and_count(frame):
+    """min_lesioned=0.05 is a fraction (ceil(0.05 * 40) = 2), never a count; 1 subject is refused."""
+    f = frame.iloc[:40].copy()
+    f["ONE"] = 0.0
+    f.loc[f.index[0], "ONE"] = 0.7
+    f["TWO"] = 0.0
+    f.loc[f.index[:2], "TWO"] = 0.4
+    res = territory_lsm(f, "nihss", territories=TERR + ["ONE", "TWO"], n_permutations=20, random_state=0)
+    assert res.params["min_lesioned_count"] == 2
+    assert not res.table.loc["ONE", "tested"] and res.table.loc["TWO", "tested"]
+    assert res.table.loc["ONE", "not_tested"] == "lesioned in fewer than 2 subjects"
+    res = territory_lsm(f, "nihss", territories=TERR + ["ONE", "TWO"], n_permutations=20, random_state=0,
+                        min_lesioned=0.1)
+    assert res.params["min_lesioned_count"] == 4 and not res.table.loc["TWO", "tested"]
+    with pytest.raises(AnalysisError, match="min_lesioned=0.01 means 1 subject"):
+        territory_lsm(f, "nihss", territories=TERR, min_lesioned=0.01, n_permutations=10)
+    with pytest.raises(ValueError, match="'min_lesioned' parameter"):
+        territory_lsm(f, "nihss", territories=TERR, min_lesioned=1.5, n_permutations=10)
+
+
+def test_territory_lsm_seed_recorded_and_reused(frame):
+    a = territory_lsm(frame, "nihss", territories=TERR, n_permutations=50)
+    seed = a.provenance["random_state"]
+    assert isinstance(seed, int)
+    b = territory_lsm(frame, "nihss", territories=TERR, n_permutations=50, random_state=seed)
+    np.testing.assert_array_equal(a.null_max, b.null_max)
+    for key in ("lsm_version", "versions", "n_jobs", "runtime_s", "created"):
+        assert key in a.provenance
+
+
+def test_table_results_save_load_round_trip(frame, tmp_path):
+    from lsm._result import AnalysisResult, Summary
+    from lsm.exceptions import OutputExistsError
+
+    f = frame.copy()
+    f.loc["sub-000", "nihss"] = np.nan
+    with pytest.warns(DroppedSubjectsWarning):
+        tl = territory_lsm(f, "nihss", territories=TERR, n_permutations=30, random_state=0,
+                           lesion_volume="covariate")
+        corr = volume_score_correlation(f, "nihss", n_boot=50, random_state=0)
+        om = outcome_model(f, "nihss", ["age", "lesion_volume"])
+    for res in (tl, corr, om):
+        assert isinstance(res, AnalysisResult) and isinstance(res.summary(), Summary)
+        assert list(res.excluded.columns) == ["subject", "reason"]
+        assert list(res.excluded["subject"]) == ["sub-000"]
+        assert "<html>" in res.to_html() and "<pre>" in res._repr_html_()
+        path = tmp_path / type(res).__name__
+        res.save(path)
+        with pytest.raises(OutputExistsError):
+            res.save(path)
+        back = type(res).load(path)
+        pd.testing.assert_frame_equal(back.to_dataframe(), res.to_dataframe(), check_dtype=False)
+        pd.testing.assert_frame_equal(back.excluded, res.excluded, check_dtype=False)
+        assert back.params == json_roundtrip(res.params)
+        assert str(back.summary()) == str(res.summary())
+    np.testing.assert_array_equal(type(tl).load(tmp_path / type(tl).__name__).null_max, tl.null_max)
+    assert type(om).load(tmp_path / type(om).__name__).results is None
+
+
+def json_roundtrip(obj):
+    import json
+
+    return json.loads(json.dumps(obj))
+
+
+def test_territory_lsm_needs_an_atlas_for_a_cohort(cohort):
+    with pytest.raises(ValueError, match="'atlas' parameter.*got None"):
+        territory_lsm(cohort, "nihss", atlas=None, n_permutations=10)

@@ -60,7 +60,8 @@ def _load(*args, **kwargs):
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [(1000, "sub-1000"), ("1000", "sub-1000"), (1000.0, "sub-1000"), ("sub-1000", "sub-1000"), ("Subject_001", "sub-Subject001")],
+    [(1000, "sub-1000"), ("1000", "sub-1000"), (1000.0, "sub-1000"), ("sub-1000", "sub-1000"),
+     ("Subject_001", "sub-Subject001")],
 )
 def test_normalize_id(raw, expected):
     assert normalize_id(raw) == expected
@@ -88,7 +89,7 @@ def test_join_and_drop_list(tree):
         cohort = lsm.load_cohort(tree / "lesions", tree / "participants.tsv")
     assert cohort.subjects == ["sub-1", "sub-2", "sub-3"]
     assert len(cohort) == 3
-    dropped = cohort.dropped.set_index("subject")["reason"].to_dict()
+    dropped = cohort.excluded.set_index("subject")["reason"].to_dict()
     assert dropped == {
         "sub-4": "lesion mask without a phenotype row",
         "sub-9": "phenotype row without a lesion mask",
@@ -99,11 +100,11 @@ def test_join_and_drop_list(tree):
     # n/a is missing; select() lists the subject it drops.
     nihss = cohort.select("nihss")
     assert nihss.subjects == ["sub-1", "sub-3"]
-    assert "sub-2" in set(nihss.dropped["subject"])
-    assert nihss.dropped.iloc[-1]["reason"] == "missing value in column 'nihss'"
+    assert "sub-2" in set(nihss.excluded["subject"])
+    assert nihss.excluded.iloc[-1]["reason"] == "missing value in column 'nihss'"
     assert cohort.phenotype["nihss"].dtype == np.float64
     # Every input subject is accounted for: joined or dropped.
-    assert set(cohort.subjects) | set(cohort.dropped["subject"]) == {"sub-1", "sub-2", "sub-3", "sub-4", "sub-9"}
+    assert set(cohort.subjects) | set(cohort.excluded["subject"]) == {"sub-1", "sub-2", "sub-3", "sub-4", "sub-9"}
 
 
 def test_masks_match_files(tree):
@@ -197,7 +198,7 @@ def test_describe_reports_volumes_phenotype_and_drops():
     dropped = pd.DataFrame([("sub-9", "phenotype", "phenotype row without a lesion mask")],
                            columns=["subject", "source", "reason"])
     cohort = Cohort({s: np.arange(n) for s, n in sizes.items()}, phenotype, np.eye(4), (4, 4, 4),
-                    dropped=dropped)
+                    excluded=dropped)
     vol = pd.Series(sizes, dtype=float) / 1000.0
     text = cohort.describe()
     assert (f"median {vol.median():.4g}, IQR {vol.quantile(0.25):.4g}-{vol.quantile(0.75):.4g}, "
@@ -272,7 +273,7 @@ def test_invalid_masks_are_listed(tree, data, reason):
     with pytest.warns(DroppedSubjectsWarning, match="invalid lesion mask"):
         cohort = lsm.load_cohort(tree / "lesions", tree / "participants.tsv")
     assert "sub-2" not in cohort.subjects
-    row = cohort.dropped.set_index("subject").loc["sub-2"]
+    row = cohort.excluded.set_index("subject").loc["sub-2"]
     assert reason in row["reason"]
     assert row["source"].endswith("bwsrsub-2_lesion.nii.gz")
     with pytest.raises(LesionImageError, match=f"sub-2.*bwsrsub-2_lesion.nii.gz.*{reason}"):
@@ -297,7 +298,7 @@ def test_unusable_affine_is_listed(tree, bad, reason):
     assert np.allclose(nib.load(tree / "lesions" / "bwsrsub-2_lesion.nii.gz").affine, sform, equal_nan=True)
     with pytest.warns(DroppedSubjectsWarning, match="invalid lesion mask"):
         cohort = lsm.load_cohort(tree / "lesions", tree / "participants.tsv")
-    assert reason in cohort.dropped.set_index("subject").loc["sub-2", "reason"]
+    assert reason in cohort.excluded.set_index("subject").loc["sub-2", "reason"]
     # the same file first in line cannot define the common grid: the next one does
     _write_with_sform(tree / "lesions" / "bwsrsub-1_lesion.nii.gz", _mask(1), sform)
     cohort = _load(tree / "lesions", tree / "participants.tsv")
@@ -344,7 +345,7 @@ def test_threshold_binarises(tree):
 def test_unreadable_file(tree):
     (tree / "lesions" / "bwsrsub-3_lesion.nii.gz").write_bytes(b"not a nifti")
     cohort = _load(tree / "lesions", tree / "participants.tsv")
-    assert "unreadable" in cohort.dropped.set_index("subject").loc["sub-3", "reason"]
+    assert "unreadable" in cohort.excluded.set_index("subject").loc["sub-3", "reason"]
 
 
 def test_single_voxel_4d_is_accepted(tree):
@@ -451,7 +452,7 @@ def test_load_soop_join_counts(shared_data_dir):
     assert len(cohort) == 1265
     assert len(cohort.select("nihss")) == 944
     assert len(cohort.select("gs_rankin_6isdeath")) == 618
-    reasons = cohort.dropped["reason"].value_counts()
+    reasons = cohort.excluded["reason"].value_counts()
     assert reasons["lesion mask without a phenotype row"] == 184
     assert reasons["phenotype row without a lesion mask"] == 240
     assert cohort.shape == (157, 189, 136)
@@ -475,3 +476,40 @@ def test_atomic_outputs_respect_umask(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "r.html").stat().st_mode) == 0o644
+
+
+class _NoMemoryImage(nib.Nifti1Image):
+    """A mask whose voxel data cannot be read: the machine has run out of memory."""
+
+    @property
+    def dataobj(self):
+        raise MemoryError("Unable to allocate 2.1 GiB")
+
+
+@pytest.mark.parametrize("where", ["open", "read", "resample"])
+def test_out_of_memory_is_raised_not_a_dropped_subject(tree, monkeypatch, where):
+    """Who is in a cohort must not depend on free RAM: MemoryError is never a drop reason."""
+    files = {f"sub-{n}": tree / "lesions" / f"bwsrsub-{n}_lesion.nii.gz" for n in (1, 2, 3)}
+    lesions = dict(files)
+    if where == "open":
+        real_load = nib.load
+
+        def load(path, *args, **kwargs):
+            if "sub-3" in str(path):
+                raise MemoryError("Unable to allocate 2.1 GiB")
+            return real_load(path, *args, **kwargs)
+
+        monkeypatch.setattr(nib, "load", load)
+    elif where == "read":
+        lesions["sub-3"] = _NoMemoryImage(_mask(3), AFFINE)
+    else:
+        import lsm.cohort
+
+        def no_memory(*args, **kwargs):
+            raise MemoryError("Unable to allocate 2.1 GiB")
+
+        monkeypatch.setattr(lsm.cohort, "grid_mapping", no_memory)
+        monkeypatch.setattr(lsm.cohort, "_MAPPING_CACHE", {})
+        lesions["sub-3"] = _write(tree / "sub-3_1mm.nii.gz", _mask(3, (20, 24, 18)), np.diag([1.0, 1, 1, 1]))
+    with pytest.raises(MemoryError):
+        _load(lesions, tree / "participants.tsv", target_img=nib.load(files["sub-1"]))

@@ -10,6 +10,7 @@ import logging
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 distributed = pytest.importorskip("distributed")
@@ -82,7 +83,7 @@ def assert_identical(a, b):
     assert a.threshold == b.threshold or (a.threshold is None and b.threshold is None)
     np.testing.assert_array_equal(np.asarray(a.observed), np.asarray(b.observed))
     assert a.provenance["subjects"] == b.provenance["subjects"]
-    assert a.provenance["excluded"] == b.provenance["excluded"]
+    pd.testing.assert_frame_equal(a.excluded, b.excluded)
 
 
 @pytest.mark.parametrize("method, correction, kwargs", CASES, ids=[f"{m}-{c}" for m, c, _ in CASES])

@@ -12,7 +12,6 @@ from lsm.datasets import fetch_arterial_atlas, install_arterial_atlas
 from lsm.datasets._atlas import _parse_upstream_labels, array_sha256
 from lsm.datasets._fetch import file_sha256
 from lsm.exceptions import DataFetchError, HashMismatchError
-from test_datasets_fetch import http_root  # noqa: F401  (fixture: local HTTP server)
 
 
 def test_missing_atlas_explains_nitrc_login(tmp_path, monkeypatch):

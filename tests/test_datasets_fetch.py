@@ -4,11 +4,8 @@ No test touches the internet: downloads come from an http.server thread on 127.0
 serving a temporary copy of a few files.
 """
 
-import functools
 import hashlib
-import http.server
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,33 +13,6 @@ import pytest
 from lsm.datasets import _fetch
 from lsm.datasets._fetch import dataset_files, fetch_dataset, file_sha256, get_data_dir
 from lsm.exceptions import DataFetchError, HashMismatchError
-
-
-@pytest.fixture
-def http_root(tmp_path):
-    """Serve ``tmp_path / 'www'`` on 127.0.0.1; yield (folder, base URL, request log)."""
-    root = tmp_path / "www"
-    root.mkdir()
-    requests = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):  # keep test output clean
-            pass
-
-        def do_GET(self):
-            requests.append(self.path)
-            return super().do_GET()
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _sha(data):
@@ -133,6 +103,16 @@ def test_hash_mismatch_names_file_and_leaves_cache_clean(http_root, toy_manifest
     # HashMismatchError is a DataFetchError and an OSError.
     assert issubclass(HashMismatchError, DataFetchError)
     assert issubclass(HashMismatchError, OSError)
+
+
+def test_failed_download_mentioning_hash_is_not_a_hash_mismatch(toy_manifest, tmp_path):
+    # a mirror URL that cannot be parsed (port out of range) whose path happens to say "hash":
+    # a download error naming the file, not a claim that the file's sha256 differs
+    url = "http://127.0.0.1:99999/hashed-mirror"
+    with pytest.raises(DataFetchError, match=r"Could not download 'a.txt'.*hashed-mirror") as info:
+        fetch_dataset("toy", data_dir=tmp_path / "cache", url=url, n_jobs=1)
+    assert not isinstance(info.value, HashMismatchError)
+    assert not (tmp_path / "cache" / "toy" / "a.txt").exists()
 
 
 def test_corrupted_cached_file_detected_with_verify(toy_manifest, tmp_path):

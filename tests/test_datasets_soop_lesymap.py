@@ -36,8 +36,9 @@ def test_load_soop_join_counts(shared_data_dir, soop_cohort):
     assert set(soop_cohort.subjects) == both
     joined = table[table["participant_id"].isin(both)]
     assert soop_cohort.phenotype["nihss"].notna().sum() == (joined["nihss"] != "n/a").sum() == 944
-    assert soop_cohort.phenotype["gs_rankin_6isdeath"].notna().sum() == (joined["gs_rankin_6isdeath"] != "n/a").sum() == 618
-    dropped = soop_cohort.dropped
+    n_rankin = soop_cohort.phenotype["gs_rankin_6isdeath"].notna().sum()
+    assert n_rankin == (joined["gs_rankin_6isdeath"] != "n/a").sum() == 618
+    dropped = soop_cohort.excluded
     no_row = dropped[dropped["reason"] == "lesion mask without a phenotype row"]
     no_mask = dropped[dropped["reason"] == "phenotype row without a lesion mask"]
     assert set(no_row["subject"]) == masks - rows and len(no_row) == 184
@@ -66,7 +67,7 @@ def test_lesymap_cohort(shared_data_dir, lesymap_cohort):
     assert files.template.is_file() and files.parcellation.is_file()
     cohort = lesymap_cohort
     assert cohort.subjects == [f"sub-{i:03d}" for i in range(1, 132)]
-    assert len(cohort.dropped) == 0
+    assert len(cohort.excluded) == 0
     scores = np.loadtxt(shared_data_dir / "lesymap" / "behavior.txt")
     np.testing.assert_array_equal(cohort.phenotype["score"].to_numpy(), scores)
     assert cohort.space == "MNI" and cohort.shape == (181, 217, 181)

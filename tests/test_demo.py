@@ -16,7 +16,6 @@ from lsm.simulate import make_synthetic_cohort
 from cli_helpers import console_script, run_lsm
 
 
-
 def _data(img):
     return np.asarray(img.dataobj)
 

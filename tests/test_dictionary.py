@@ -56,7 +56,8 @@ def test_validation_types():
         }
     )
     raw = pd.DataFrame(
-        {"n": ["0", "6", "n/a"], "b": ["yes", "0", ""], "c": ["L", "R", "NA"], "age": ["89+", "40.5", "n/a"], "free": ["1", "2", "x"]},
+        {"n": ["0", "6", "n/a"], "b": ["yes", "0", ""], "c": ["L", "R", "NA"], "age": ["89+", "40.5", "n/a"],
+         "free": ["1", "2", "x"]},
         index=pd.Index(["sub-1", "sub-2", "sub-3"], name="participant_id"),
     )
     clean, report = dd.validate(raw)

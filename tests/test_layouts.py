@@ -85,8 +85,8 @@ def test_jhu_loads_mni_masks_and_merged_phenotype(jhu_tree):
     assert cohort.metadata["renamed"]["NIHSS"] == "nihss_admission"
     assert cohort.metadata["renamed"]["Gender"] == "sex"
     # The participants row without a mask is listed, with its reason.
-    assert cohort.dropped["subject"].tolist() == ["sub-00003"]
-    assert "without a lesion mask" in cohort.dropped["reason"].item()
+    assert cohort.excluded["subject"].tolist() == ["sub-00003"]
+    assert "without a lesion mask" in cohort.excluded["reason"].item()
 
 
 def test_jhu_several_sessions_need_a_choice(jhu_tree):
@@ -155,13 +155,13 @@ def test_atlas_r2(atlas2_tree):
     assert np.isnan(ph.loc["sub-r001s002", "days_post_stroke"])
     assert ph.loc["sub-r001s001", "atlas_1_2"] == 1
     assert cohort.metadata["renamed"]["Primary Stroke Hemisphere"] == "hemisphere"
-    assert cohort.dropped["subject"].tolist() == ["sub-r003s001"]
+    assert cohort.excluded["subject"].tolist() == ["sub-r003s001"]
     assert cohort.metadata["dataset"] == "ATLAS R2.0"
 
 
 def test_atlas_r2_subject_with_several_rows_and_no_mask_is_listed(atlas2_tree):
     """A metadata subject with one row per session but no mask is not lost silently: it
-    is listed in `dropped` (once) as a phenotype row without a lesion mask."""
+    is listed in `excluded` (once) as a phenotype row without a lesion mask."""
     root, masks = atlas2_tree
     meta = root / "20220425_ATLAS_2.0_MetaData.xlsx"
     table = pd.read_excel(meta)
@@ -169,7 +169,7 @@ def test_atlas_r2_subject_with_several_rows_and_no_mask_is_listed(atlas2_tree):
     pd.concat([table, extra], ignore_index=True).to_excel(meta, index=False)
     cohort = _quiet(load_atlas_r2, root)
     assert cohort.subjects == sorted(masks)
-    assert cohort.dropped.to_dict("records") == [
+    assert cohort.excluded.to_dict("records") == [
         {"subject": "sub-r003s001", "source": "phenotype", "reason": "phenotype row without a lesion mask"}
     ]
 
@@ -268,10 +268,11 @@ def test_isles24_native(isles_tree):
         data, affine = masks[sub]
         expected = data.sum() * abs(np.linalg.det(affine[:3, :3])) / 1000.0
         assert cohort.lesion_volumes[sub] == pytest.approx(expected)
-    dropped = dict(zip(cohort.dropped["subject"], cohort.dropped["reason"]))
+    dropped = dict(zip(cohort.excluded["subject"], cohort.excluded["reason"]))
     assert set(dropped) == {"sub-stroke0003", "sub-stroke0004"}
     assert "without a phenotype row" in dropped["sub-stroke0003"]
-    assert cohort.metadata["lesion_files"]["sub-stroke0002"].endswith("sub-stroke0002_ses-02_space-ncct_lesion-msk.nii.gz")
+    lesion_file = cohort.metadata["lesion_files"]["sub-stroke0002"]
+    assert lesion_file.endswith("sub-stroke0002_ses-02_space-ncct_lesion-msk.nii.gz")
     # Every mask fits on the storage grid, whatever its scanner coordinates: nothing is cut
     # off, and the first subject (whose voxel axes the grid uses) keeps every voxel.
     assert all(cohort.lesion_indices(s).size > 0 for s in cohort.subjects)

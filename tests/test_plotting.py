@@ -6,10 +6,11 @@ import matplotlib.pyplot as plt
 import nibabel as nib
 import numpy as np
 import pytest
-from result_factory import synthetic_cohort, synthetic_result
-from test_results import make_result
 
 from lsm import plotting
+
+from result_factory import synthetic_cohort, synthetic_result
+from test_results import make_result
 
 
 @pytest.fixture(scope="module")

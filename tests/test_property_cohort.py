@@ -3,7 +3,7 @@
 Random small cohorts with random (often broken) masks and malformed phenotype tables:
 every case must end in a :class:`~lsm.cohort.Cohort` or a named lsm error
 (:class:`~lsm.exceptions.LSMError` subclass), never an unhandled exception, and a
-returned cohort must account for every input subject (kept or listed in ``dropped``).
+returned cohort must account for every input subject (kept or listed in ``excluded``).
 The oracles below are written from the Cohort contract in CONTRIBUTING.md, not from
 the loader's code.
 """
@@ -239,12 +239,12 @@ def test_random_cohorts_end_in_a_cohort_or_a_named_error(spec):
             return
     # ---- a cohort came back: every input subject is accounted for, exactly once
     kept = set(cohort.subjects)
-    dropped = list(cohort.dropped["subject"])
+    dropped = list(cohort.excluded["subject"])
     assert len(dropped) == len(set(dropped)), f"subject dropped twice: {dropped}"
     assert kept.isdisjoint(dropped)
     assert kept | set(dropped) == mask_ids | pheno_ids
     assert kept == {s for s in mask_ids & pheno_ids if MASK_KINDS[masks[s]]}
-    reasons = dict(zip(cohort.dropped["subject"], cohort.dropped["reason"]))
+    reasons = dict(zip(cohort.excluded["subject"], cohort.excluded["reason"]))
     for subject in mask_ids - pheno_ids:
         assert "without a phenotype row" in reasons[subject]
     for subject in pheno_ids - mask_ids:
@@ -274,7 +274,7 @@ def test_random_cohorts_end_in_a_cohort_or_a_named_error(spec):
     # ---- select() keeps accounting complete
     if cohort.phenotype["score"].notna().any():
         sel = cohort.select("score")
-        assert set(sel.subjects) | set(sel.dropped["subject"]) == mask_ids | pheno_ids
+        assert set(sel.subjects) | set(sel.excluded["subject"]) == mask_ids | pheno_ids
         assert sel.phenotype["score"].notna().all()
     else:
         with pytest.raises(CohortError):
@@ -359,7 +359,7 @@ def test_missing_id_column_names_the_column(numbers, fmt, id_name):
         # ... and pointing id_column at it works, with every subject kept
         cohort = load_cohort(masks, phenotype, id_column=id_name)
         assert set(cohort.subjects) == {f"sub-{n}" for n in numbers}
-        assert len(cohort.dropped) == 0
+        assert len(cohort.excluded) == 0
 
 
 # A cell of a score column as people type it: numbers, numbers as text, missing codes,
@@ -418,7 +418,7 @@ def test_mixed_types_in_a_dictionary_column(numbers, data, fmt):
     if good:
         sel = cohort.select("nihss")
         assert set(sel.subjects) == set(good)
-        gone = sel.dropped.set_index("subject")["reason"]
+        gone = sel.excluded.set_index("subject")["reason"]
         assert set(gone.index) == bad | missing
         assert gone.str.contains("missing value in column 'nihss'").all()
     else:
@@ -561,7 +561,7 @@ def test_threshold_binarises_nonbinary_masks(kinds, threshold, seed):
             assert all(v is None for v in expect.values()), exc
             return
     assert set(cohort.subjects) == {s for s, v in expect.items() if v is not None}
-    assert set(cohort.dropped["subject"]) == {s for s, v in expect.items() if v is None}
+    assert set(cohort.excluded["subject"]) == {s for s, v in expect.items() if v is None}
     for subject in cohort.subjects:
         np.testing.assert_array_equal(cohort.lesion_mask(subject), expect[subject])
 
@@ -579,19 +579,19 @@ def test_float_text_ids_match_integer_ids(tmp_path):
         cohort = load_cohort(tmp_path, tmp_path / "participants.tsv")
     assert cohort.subjects == ["sub-10"]
     assert cohort.phenotype.loc["sub-10", "score"] == 1.0
-    assert set(cohort.dropped["subject"]) == {"sub-100", "sub-20"}
+    assert set(cohort.excluded["subject"]) == {"sub-100", "sub-20"}
 
 
 def test_2d_first_mask_without_target_img_is_listed(tmp_path):
     """The grid comes from the first subject's mask when target_img=None; a 2D first
     mask is not used as the grid (no bare ValueError from numpy): the next valid mask
-    defines it and the 2D one is listed in ``dropped`` naming why."""
+    defines it and the 2D one is listed in ``excluded`` naming why."""
     nib.save(nib.Nifti1Image(np.ones(SHAPE[:2], np.uint8), AFFINE), tmp_path / "sub-1_lesion.nii.gz")
     nib.save(nib.Nifti1Image(np.ones(SHAPE, np.uint8), AFFINE), tmp_path / "sub-2_lesion.nii.gz")
     table = pd.DataFrame({"participant_id": [1, 2], "score": [1.0, 2.0]})
     with pytest.warns(DroppedSubjectsWarning):
         cohort = load_cohort(tmp_path, table)
     assert cohort.subjects == ["sub-2"] and cohort.shape == SHAPE
-    assert "2D" in cohort.dropped.set_index("subject").loc["sub-1", "reason"]
+    assert "2D" in cohort.excluded.set_index("subject").loc["sub-1", "reason"]
     with pytest.raises(LesionImageError, match="sub-1"):
         load_cohort(tmp_path, table, on_invalid="raise")

@@ -137,6 +137,16 @@ def expected_exclusions(cohort, spec):
                "n_missing": 0, "n_inf": 0, "method": "regression", "correction": "fwe",
                "alternative": "two-sided", "min_lesioned": 2, "n_permutations": 5,
                "options": {"lesion_volume": "covariate"}, "seed": 0})
+# equal single-voxel lesions: a volume covariate equal for everyone is collinear with the intercept
+@example(spec={"shape": (2, 2, 2), "kinds": ["single"] * 12, "score_kind": "continuous",
+               "n_missing": 0, "n_inf": 0, "method": "regression", "correction": "fwe",
+               "alternative": "two-sided", "min_lesioned": 2, "n_permutations": 5,
+               "options": {"lesion_volume": "covariate"}, "seed": 3})
+# whole-grid and empty lesions: lesion status is the volume covariate rescaled in every voxel
+@example(spec={"shape": (2, 2, 2), "kinds": ["full", "empty"] * 6, "score_kind": "continuous",
+               "n_missing": 0, "n_inf": 0, "method": "regression", "correction": "fwe",
+               "alternative": "two-sided", "min_lesioned": 2, "n_permutations": 5,
+               "options": {"lesion_volume": "covariate", "covariates": ["age"]}, "seed": 4})
 def test_random_analyses_end_in_a_result_or_a_named_error(spec):
     cohort = build(spec)
     excluded = expected_exclusions(cohort, spec)
@@ -163,6 +173,7 @@ def test_random_analyses_end_in_a_result_or_a_named_error(spec):
         check_error_is_justified(exc, cohort, spec, analysed)
         return
     event("result")
+    assert not expected_errors(cohort, spec, analysed), "a result where an error was due"
     check_result(result, cohort, spec, excluded, analysed)
 
 
@@ -178,43 +189,105 @@ def _passing(cohort, analysed, count):
     return mat, n_les, (n_les >= count) & (len(analysed) - n_les >= count)
 
 
-def check_error_is_justified(exc, cohort, spec, analysed):
-    """A named error must come from a real degeneracy of the data."""
-    msg = str(exc)
-    y = cohort.phenotype.loc[analysed, "score"].to_numpy() if analysed else np.array([])
-    finite = np.isfinite(y)
-    reasons = []
+# Each degeneracy the oracle can see -> the words of the error lsm must raise for it.
+ERROR_WORDS = {
+    "no subject": "No subject",
+    "constant score": "constant",
+    "not binary": "binary",
+    "min_lesioned below 2": "min_lesioned",
+    "no voxel": "No voxel",
+    "fewer voxels than v": "cfwer",
+    "constant covariate": "constant",
+    "collinear covariates": "collinear",
+    "too few subjects for the model": "Too few subjects",
+    "score explained by the covariates": "fully explained",
+    "no estimable voxel": "collinear",
+}
+
+
+def _nuisance(cohort, spec, analysed):
+    """The regression's nuisance design (intercept, age, lesion volume) on the analysed subjects."""
+    options = spec["options"]
+    columns = [np.ones(len(analysed))]
+    if "age" in options.get("covariates", []):
+        columns.append(cohort.phenotype.loc[analysed, "age"].to_numpy(dtype=float))
+    if options.get("lesion_volume") == "covariate":
+        columns.append(cohort.lesion_volumes[analysed].to_numpy(dtype=float))
+    return np.column_stack(columns)
+
+
+def _residual_fraction(design, x):
+    """||x - projection of x on the columns of design||^2 / ||x||^2 (least squares)."""
+    fitted = design @ np.linalg.lstsq(design, x, rcond=None)[0]
+    return float(np.sum((x - fitted) ** 2) / max(np.sum(x ** 2), 1e-300))
+
+
+def non_estimable(cohort, spec, analysed, mat, passing):
+    """Passing voxels where lesion status (dTLVC-scaled) is a linear function of the nuisance design."""
+    out = np.zeros(passing.shape, bool)
+    if spec["method"] != "regression":
+        return out
+    design = _nuisance(cohort, spec, analysed)
+    scale = np.ones(len(analysed))
+    if spec["options"].get("lesion_volume") == "dtlvc":
+        scale = 1.0 / np.sqrt(cohort.lesion_volumes[analysed].to_numpy(dtype=float))
+    for v in np.flatnonzero(passing):
+        out[v] = _residual_fraction(design, mat[:, v] * scale) < 1e-8
+    return out
+
+
+def expected_errors(cohort, spec, analysed):
+    """The degeneracies of this input that make lsm.vlsm raise (empty: a result is due)."""
     if not analysed:
-        reasons.append("no subject")
-    if analysed and not finite.all():
-        reasons.append("infinite score")
-    if analysed and finite.all() and np.ptp(y) == 0:
-        reasons.append("constant")
-    if spec["method"] == "liebermeister" and np.unique(y[finite]).size != 2:
+        return ["no subject"]
+    y = cohort.phenotype.loc[analysed, "score"].to_numpy()
+    reasons = []
+    if np.ptp(y) == 0:
+        reasons.append("constant score")
+    if spec["method"] == "liebermeister" and np.unique(y).size != 2:
         reasons.append("not binary")
-    if analysed:
-        count = _min_count(spec["min_lesioned"], len(analysed))
-        if count < 2:
-            reasons.append("min_lesioned below 2")
-        _, _, passing = _passing(cohort, analysed, count)
-        if not passing.any():
-            reasons.append("no voxel")
-        if spec["correction"] == "cfwer" and passing.sum() < spec["options"]["v"]:
+    if spec["method"] in ("ttest", "regression"):
+        design = _nuisance(cohort, spec, analysed) if spec["method"] == "regression" else np.ones((len(y), 1))
+        if design.shape[1] > 1 and np.any(np.ptp(design[:, 1:], axis=0) == 0):
+            reasons.append("constant covariate")
+        if np.linalg.matrix_rank(design) < design.shape[1]:
+            reasons.append("collinear covariates")
+        elif len(y) - design.shape[1] - 1 < 1:
+            reasons.append("too few subjects for the model")
+        elif np.ptp(y) > 0 and _residual_fraction(design, y) < 1e-16:
+            reasons.append("score explained by the covariates")
+    count = _min_count(spec["min_lesioned"], len(analysed))
+    if count < 2:
+        return reasons + ["min_lesioned below 2"]
+    mat, _, passing = _passing(cohort, analysed, count)
+    if not passing.any():
+        return reasons + ["no voxel"]
+    if not reasons:  # estimability is only checked once the model could be fitted
+        testable = passing & ~non_estimable(cohort, spec, analysed, mat, passing)
+        if not testable.any():
+            reasons.append("no estimable voxel")
+        elif spec["correction"] == "cfwer" and testable.sum() < spec["options"]["v"]:
             reasons.append("fewer voxels than v")
-        if spec["method"] == "regression":
-            reasons.append("possibly collinear or too few subjects for the model")
+    return reasons
+
+
+def check_error_is_justified(exc, cohort, spec, analysed):
+    """A named error must come from a degeneracy the oracle sees, and say which one."""
+    msg = str(exc)
+    reasons = expected_errors(cohort, spec, analysed)
     assert reasons, f"{type(exc).__name__} without a degenerate input: {msg}"
+    assert any(ERROR_WORDS[r] in msg for r in reasons), (reasons, msg)
 
 
 def check_result(result, cohort, spec, excluded, analysed):
     prov = result.provenance
     # ---- every subject accounted for
     assert prov["subjects"] == analysed
-    got_excluded = {e["subject"]: e["reason"] for e in prov["excluded"]}
+    got_excluded = dict(zip(result.excluded["subject"], result.excluded["reason"]))
     assert set(got_excluded) == set(excluded)
     for subject, keyword in excluded.items():
         assert keyword in got_excluded[subject], (subject, got_excluded[subject])
-    assert prov["n_subjects"] + len(prov["excluded"]) == len(cohort)
+    assert prov["n_subjects"] + len(result.excluded) == len(cohort)
     # ---- not degenerate
     y = cohort.phenotype.loc[analysed, "score"].to_numpy()
     assert np.all(np.isfinite(y)), "an infinite score was analysed"
@@ -226,6 +299,7 @@ def check_result(result, cohort, spec, excluded, analysed):
     tested = np.asarray(result.mask_img.dataobj).reshape(-1).astype(bool)
     n_non_estimable = prov.get("n_non_estimable_voxels", 0)
     assert not (tested & ~passing).any()
+    np.testing.assert_array_equal(passing & ~tested, non_estimable(cohort, spec, analysed, mat, passing))
     assert (passing & ~tested).sum() == n_non_estimable
     np.testing.assert_array_equal(np.asarray(result.n_lesioned.dataobj).reshape(-1), n_les)
     # ---- maps: finite, p in [0, 1], untested voxels neutral, significance = p_corr <= alpha

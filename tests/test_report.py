@@ -10,12 +10,13 @@ from html.parser import HTMLParser
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-from result_factory import synthetic_cohort, synthetic_result
 
 import lsm.report as report_mod
 from lsm.exceptions import OutputExistsError
 from lsm.report import make_report
 from lsm.results import _AtlasLookup
+
+from result_factory import synthetic_cohort, synthetic_result
 
 _VOID = {"img", "meta", "br", "hr", "input", "link", "col", "wbr", "source", "area", "base"}
 _SECTIONS = ["summary", "cohort", "overlap", "maps", "null", "clusters", "parameters",
@@ -136,7 +137,7 @@ def test_report_contents(report_file, cohort, result):
     p = parse(text)
     cohort_text = p.text["cohort"]
     assert f"Cohort of {len(cohort)} subjects" in cohort_text
-    dropped = list(cohort.dropped["subject"])
+    dropped = list(cohort.excluded["subject"])
     assert len(dropped) == 2 and all(s in cohort_text for s in dropped)
     assert "sub-missing01" in cohort_text and "missing score 'score'" in cohort_text
     # the cluster table lists every cluster with its size and peak
@@ -316,7 +317,7 @@ def test_report_on_soop(tmp_path, soop_nihss_2mm, shared_data_dir, monkeypatch):
     path = res.to_html(tmp_path / "soop.html", cohort=cohort, data_dir=shared_data_dir)
     p_ = parse(path.read_text(encoding="utf-8"))
     assert f"Cohort of {len(cohort)} subjects" in p_.text["cohort"]
-    assert str(len(cohort.dropped)) in p_.text["cohort"]
+    assert str(len(cohort.excluded)) in p_.text["cohort"]
     table = res.clusters(data_dir=shared_data_dir)
     assert table.loc[0, "territory_level2"] != "unavailable"
     assert table.loc[0, "territories_level2"] in p_.text["clusters"]

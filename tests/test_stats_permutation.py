@@ -311,7 +311,7 @@ def test_cluster_and_tfce_equal_brute_force(kind):
     les, y = _grid_data(3, shape, effect=1.5)
     n_perm = 15
     res = voxelwise_test(les, y, correction=kind, n_permutations=n_perm, random_state=4,
-                         grid_shape=shape, cluster_threshold=0.05, tfce_step=0.2, min_lesioned=3)
+                         grid_shape=shape, cluster_forming_p=0.05, tfce_step=0.2, min_lesioned=3)
     cols = np.flatnonzero(res.tested)
     thr = ss.norm.isf(0.025)
     null = []

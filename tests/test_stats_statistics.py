@@ -215,9 +215,9 @@ def test_sign_convention_positive_when_lesioned_higher():
     les[12, 2] = 1
     y = np.r_[np.full(10, 5.0), np.full(10, 1.0)] + np.linspace(0, 0.5, n)
     for method in ("ttest", "welch", "brunner_munzel", "regression"):
-        res = voxelwise_test(les, y, method=method, correction="none")
+        res = voxelwise_test(les, y, method=method, correction="none", min_lesioned=2)
         assert np.all(res.stat > 0), method
-        res = voxelwise_test(les, -y, method=method, correction="none")
+        res = voxelwise_test(les, -y, method=method, correction="none", min_lesioned=2)
         assert np.all(res.stat < 0), method
 
 
@@ -285,15 +285,16 @@ def test_unique_patterns_roundtrip_and_collision_fallback(monkeypatch, block):
 def test_constant_score_is_an_error(method):
     les = _lesions(np.random.default_rng(0), 10, 5)
     with pytest.raises(AnalysisError, match="constant"):
-        voxelwise_test(les, np.full(10, 3.0), method=method, correction="none")
+        voxelwise_test(les, np.full(10, 3.0), method=method, correction="none", min_lesioned=2)
 
 
 def test_liebermeister_needs_a_binary_score():
     les = _lesions(np.random.default_rng(0), 10, 5)
     with pytest.raises(AnalysisError, match="binary score"):
-        voxelwise_test(les, np.arange(10.0), method="liebermeister", correction="none")
+        voxelwise_test(les, np.arange(10.0), method="liebermeister", correction="none", min_lesioned=2)
     with pytest.raises(AnalysisError, match="binary score"):
-        voxelwise_test(les, np.r_[np.zeros(9), 2.0], method="liebermeister", correction="none")
+        voxelwise_test(les, np.r_[np.zeros(9), 2.0], method="liebermeister", correction="none",
+                       min_lesioned=2)
 
 
 def test_explicit_zeros_and_values_other_than_one():

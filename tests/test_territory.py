@@ -218,7 +218,8 @@ def test_centre_alignment_warns_once_per_call(atlas):
         assert len(record) == 1, func.__name__
     anisotropic = _cohort([rng.random((6, 5, 3)) < 0.4 for _ in range(3)],
                           affine=np.array([[-2.0, 0, 0, 5], [0, 2, 0, -5], [0, 0, 3, -4], [0, 0, 0, 1]]))
-    with pytest.warns(ResamplingWarning, match=r"\(2 x 2 x 3 mm.* 2, 2 and 3 times larger along the lesion grid's i, j and k axes than the 1 mm") as record:
+    expected = r"\(2 x 2 x 3 mm.* 2, 2 and 3 times larger along the lesion grid's i, j and k axes than the 1 mm"
+    with pytest.warns(ResamplingWarning, match=expected) as record:
         table = territory_load(anisotropic, atlas=atlas)
     assert len(record) == 1 and table.attrs["alignment"] == "centre"
 
@@ -310,7 +311,8 @@ def test_label_table_forms_give_the_same_loads(cohort, atlas_img, tmp_path):
             atlas_img, pd.DataFrame({"name": LABELS["abbrev"].to_numpy()}, index=LABELS["index"].to_numpy())),
         "object with img and labels": types.SimpleNamespace(img=atlas_img, labels=LABELS),
         "image path with sidecar": img_path,
-        "float image with whole-number labels": (nib.Nifti1Image(_atlas_data().astype(np.float32), ATLAS_AFFINE), LABELS),
+        "float image with whole-number labels": (
+            nib.Nifti1Image(_atlas_data().astype(np.float32), ATLAS_AFFINE), LABELS),
     }
     for what, form in forms.items():
         table = territory_load(cohort, atlas=form, measure="ml")
@@ -451,7 +453,8 @@ def test_descriptors_match_brute_force(cohort, masks, atlas):
         world = apply_affine(LESION_AFFINE, np.argwhere(mask))
         assert row["n_voxels"] == mask.sum()
         assert row["volume_ml"] == pytest.approx(mask.sum() * 0.001, rel=1e-12)
-        assert_allclose(row[["centroid_x", "centroid_y", "centroid_z"]].astype(float), world.mean(axis=0), rtol=1e-12, atol=1e-12)
+        assert_allclose(row[["centroid_x", "centroid_y", "centroid_z"]].astype(float), world.mean(axis=0),
+                        rtol=1e-12, atol=1e-12)
         assert row["n_components"] == ndimage.label(mask, structure=np.ones((3, 3, 3)))[1]
         inside = counts[s, :-1]
         if inside.sum() == 0:
@@ -486,7 +489,8 @@ def test_overlap_map_counts_and_fractions(cohort, masks):
     for level, img in split.items():
         assert_array_equal(np.asarray(img.dataobj), np.sum([m for m, g in zip(masks, groups) if g == level], axis=0))
     split_frac = overlap_map(cohort, by="group")
-    assert_allclose(np.asarray(split_frac["a"].dataobj), np.mean([m for m, g in zip(masks, groups) if g == "a"], axis=0), rtol=1e-6)
+    group_a = [m for m, g in zip(masks, groups) if g == "a"]
+    assert_allclose(np.asarray(split_frac["a"].dataobj), np.mean(group_a, axis=0), rtol=1e-6)
 
 
 def test_overlap_map_by_errors_and_missing_values(masks):
@@ -596,7 +600,7 @@ def test_plot_territory_summary(cohort, atlas):
 @pytest.fixture(scope="module")
 def soop_all(soop_cohort, shared_data_dir):
     """All 1,449 SOOP masks (the 1,265 with a participants row plus the 184 without)."""
-    extra = soop_cohort.dropped[soop_cohort.dropped["reason"] == "lesion mask without a phenotype row"]
+    extra = soop_cohort.excluded[soop_cohort.excluded["reason"] == "lesion mask without a phenotype row"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", lsm.exceptions.DroppedSubjectsWarning)
         others = lsm.load_cohort(dict(zip(extra["subject"], extra["source"])),
@@ -622,8 +626,9 @@ def _reference_labels(reference):
 
 def test_soop_matches_published_reference(soop_all, soop_reference, shared_data_dir):
     atlas_dir = shared_data_dir / "soop" / "atlas"
+    atlas = (atlas_dir / "ArterialAtlas136.nii.gz", atlas_dir / "ArterialAtlas136.txt")
     with pytest.warns(LSMWarning, match="repeats abbreviation"):  # its right labels 10/12/14/16
-        table = territory_load(soop_all, atlas=(atlas_dir / "ArterialAtlas136.nii.gz", atlas_dir / "ArterialAtlas136.txt"))
+        table = territory_load(soop_all, atlas=atlas)
     table = table.loc[soop_reference.index]
     assert table.attrs["alignment"] == "exact"
     assert_allclose(table["lesion_volume_ml"] * 1000, soop_reference["lesion_volume"], rtol=1e-12)
@@ -637,7 +642,8 @@ def test_soop_matches_published_reference(soop_all, soop_reference, shared_data_
 def test_soop_default_atlas_full_territories(soop_all, soop_reference, shared_data_dir, monkeypatch):
     monkeypatch.setenv("LSM_DATA", str(shared_data_dir))
     atlas_dir = shared_data_dir / "soop" / "atlas"
-    full = np.asarray(nib.load(shared_data_dir / "arterial_atlas" / "atlas-Arterial_level-1_res-1mm_dseg.nii.gz").dataobj)
+    full = np.asarray(
+        nib.load(shared_data_dir / "arterial_atlas" / "atlas-Arterial_level-1_res-1mm_dseg.nii.gz").dataobj)
     cropped = np.asarray(nib.load(atlas_dir / "ArterialAtlas136.nii.gz").dataobj)
     full_voxels = np.bincount(full.ravel().astype(int), minlength=33)[1:]
     cropped_voxels = np.bincount(cropped.ravel().astype(int), minlength=33)[1:]
@@ -652,7 +658,8 @@ def test_soop_default_atlas_full_territories(soop_all, soop_reference, shared_da
         numerators = soop_reference[column] * cropped_voxels[value - 1]
         assert_allclose(default.iloc[:, value - 1] * full_voxels[value - 1], numerators, rtol=1e-9, atol=1e-6)
     with pytest.warns(LSMWarning):
-        cropped_ml = territory_load(soop_all, measure="ml", atlas=(atlas_dir / "ArterialAtlas136.nii.gz", atlas_dir / "ArterialAtlas136.txt"))
+        cropped_ml = territory_load(
+            soop_all, measure="ml", atlas=(atlas_dir / "ArterialAtlas136.nii.gz", atlas_dir / "ArterialAtlas136.txt"))
     assert_array_equal(default_ml.iloc[:, :33].to_numpy(), cropped_ml.iloc[:, :33].to_numpy())  # incl. outside
 
 
@@ -664,7 +671,8 @@ def test_soop_level2_is_sum_of_level1(soop_all, shared_data_dir, monkeypatch):
     summed = level1[table["abbrev"]].T.groupby(table.set_index("abbrev")["level2_abbrev"]).sum().T
     assert list(level2.columns[:10]) == ["ACAL", "ACAR", "MCAL", "MCAR", "PCAL", "PCAR", "VBL", "VBR", "LVL", "LVR"]
     assert_allclose(level2[summed.columns], summed, rtol=1e-12)
-    full = np.asarray(nib.load(shared_data_dir / "arterial_atlas" / "atlas-Arterial_level-1_res-1mm_dseg.nii.gz").dataobj)
+    full = np.asarray(
+        nib.load(shared_data_dir / "arterial_atlas" / "atlas-Arterial_level-1_res-1mm_dseg.nii.gz").dataobj)
     frac2 = territory_load(soop_all, level=2)
     for name, members in table.groupby("level2_abbrev")["index"]:
         assert_allclose(frac2[name], summed[name] / (np.isin(full, members).sum() / 1000), rtol=1e-12)

@@ -35,7 +35,9 @@ def test_vlsm_wraps_the_engine(cohort):
     np.testing.assert_array_equal(res.null_distribution, eng.null_distribution)
     np.testing.assert_array_equal(_flat(res.n_lesioned), eng.n_lesioned)
     prov = res.provenance
-    assert prov["n_subjects"] == len(cohort) and prov["excluded"] == []
+    assert prov["n_subjects"] == len(cohort) and res.excluded.empty
+    assert list(res.excluded.columns) == ["subject", "reason"]
+    assert prov["random_state"] == 3 and res.params["min_lesioned"] == 0.1
     assert prov["n_voxels_tested"] == eng.tested.sum()
     assert prov["n_unique_patterns"] == eng.n_unique_patterns < eng.tested.sum()
     assert res.params["min_lesioned_count"] == int(np.ceil(0.1 * len(cohort)))
@@ -84,7 +86,7 @@ def test_missing_scores_and_covariates_are_excluded_and_listed():
     c.phenotype.loc[subs[3:5], "age"] = np.nan
     res = lsm.vlsm(c, "score", method="regression", covariates=["age"], n_permutations=20,
                    random_state=0, min_lesioned=3)
-    excluded = {e["subject"]: e["reason"] for e in res.provenance["excluded"]}
+    excluded = dict(zip(res.excluded["subject"], res.excluded["reason"]))
     assert set(excluded) == set(subs[:5])
     assert all("missing score 'score'" == excluded[s] for s in subs[:3])
     assert all("age" in excluded[s] for s in subs[3:5])
@@ -220,7 +222,7 @@ def test_subject_without_lesion_and_lesion_volume_control(mode):
     c._native_volumes[empty] = 0.0
     res = lsm.vlsm(c, "score", method="regression", lesion_volume=mode, correction="none",
                    min_lesioned=3)
-    excluded = {e["subject"]: e["reason"] for e in res.provenance["excluded"]}
+    excluded = dict(zip(res.excluded["subject"], res.excluded["reason"]))
     kept = [s for s in c.subjects if mode == "covariate" or s != empty]
     assert res.provenance["subjects"] == kept
     assert (empty in excluded) == (mode == "dtlvc")
@@ -243,7 +245,7 @@ def test_liebermeister_on_a_dichotomised_score(cohort):
 
 def test_seed_is_drawn_and_recorded_when_none(cohort):
     a = lsm.vlsm(cohort, "score", n_permutations=30)
-    seed = a.provenance["seed"]
+    seed = a.provenance["random_state"]
     assert isinstance(seed, int) and a.params["random_state"] is None
     b = lsm.vlsm(cohort, "score", n_permutations=30, random_state=seed)
     np.testing.assert_array_equal(a.null_distribution, b.null_distribution)

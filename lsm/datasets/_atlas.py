@@ -195,7 +195,8 @@ def fetch_arterial_atlas(level=1, resolution=1, data_dir=None, url=None):
     Notes
     -----
     Licence CC BY-SA 4.0; cite Liu C-F et al., Sci Data 10:74 (2023). The label tables
-    are corrected versions of the upstream table (see :mod:`lsm.datasets._atlas`).
+    are corrected versions of the upstream table (the corrections are listed in the
+    docstring of the ``lsm.datasets._atlas`` module).
     """
     import nibabel as nib
 

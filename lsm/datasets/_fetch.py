@@ -26,10 +26,12 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
+from .._utils import _umask
 from ..exceptions import DataFetchError, HashMismatchError
 
 __all__ = ["get_data_dir", "dataset_files", "fetch_dataset", "file_sha256", "DATA_ENV", "URL_ENV"]
@@ -121,7 +123,7 @@ def _hash_mismatch(dataset, relpath, url, detail):
 
 
 def _download(dataset, relpath, entry, target_dir, url):
-    import pooch  # local import: only needed when something is downloaded
+    from pooch.downloaders import choose_downloader  # local import: only needed to download
 
     file_url = _file_url(dataset, relpath, entry, url)
     if file_url is None:
@@ -133,25 +135,29 @@ def _download(dataset, relpath, entry, target_dir, url):
     dest = target_dir / relpath
     dest.parent.mkdir(parents=True, exist_ok=True)
     logger.debug("Downloading %s", file_url)
+    # The download goes to a temporary file next to its destination; lsm checks the sha256
+    # itself (pooch reports a mismatch as a plain ValueError, like many other failures) and
+    # moves the file into place only when it matches.
+    fd, part = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    part = Path(part)
     try:
-        pooch.retrieve(
-            file_url,
-            known_hash=f"sha256:{entry['sha256']}",
-            fname=dest.name,
-            path=dest.parent,
-            progressbar=False,
-        )
-    except ValueError as exc:
-        # pooch signals a hash mismatch with a plain ValueError.
-        if "hash" in str(exc).lower():
-            raise _hash_mismatch(dataset, relpath, file_url, exc) from exc
-        raise
-    except Exception as exc:  # requests/OSError: network problems of every kind
-        raise DataFetchError(
-            f"Could not download {relpath!r} of the {dataset!r} dataset from {file_url}: "
-            f"{type(exc).__name__}: {exc}. Check the network, or put the file in "
-            f"{str(dest)!r} yourself (or set LSM_DATA to a folder that holds the data)."
-        ) from exc
+        try:
+            downloader = choose_downloader(file_url, progressbar=False)
+            downloader(file_url, str(part), None)
+        except Exception as exc:  # requests/OSError/ValueError: network problems of every kind
+            raise DataFetchError(
+                f"Could not download {relpath!r} of the {dataset!r} dataset from {file_url}: "
+                f"{type(exc).__name__}: {exc}. Check the network, or put the file in "
+                f"{str(dest)!r} yourself (or set LSM_DATA to a folder that holds the data)."
+            ) from exc
+        digest = file_sha256(part)
+        if digest != entry["sha256"]:
+            raise _hash_mismatch(dataset, relpath, file_url, f"got {digest}, expected {entry['sha256']}")
+        os.chmod(part, 0o666 & ~_umask())  # mkstemp makes it private (0600)
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
     return dest
 
 

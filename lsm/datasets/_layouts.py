@@ -77,7 +77,7 @@ def _snake(name):
 
 
 def _with_extra(renames, extra):
-    """The loader's renames plus the user's (keys compared in snake_case)."""
+    """Merge the loader's renames with the user's (keys compared in snake_case)."""
     return {**renames, **{_snake(k): v for k, v in (extra or {}).items()}}
 
 
@@ -396,9 +396,11 @@ def load_atlas_r2(root, release="2.0", *, metadata=None, session=None, rename=No
 
 
 def _one_row_per_subject(phenotype, sessions):
-    """Where a subject has several metadata rows (one per session), keep the row of the
-    session whose mask was loaded ("ses-1" and "1", "t01" and "t1" match). A subject
-    without a loaded mask keeps its first row, so the join lists it in ``dropped``."""
+    """Keep one metadata row per subject: the row of the session whose mask was loaded.
+
+    "ses-1" and "1", "t01" and "t1" match. A subject without a loaded mask keeps its first
+    row, so the join lists it in ``excluded``.
+    """
     if "session" not in phenotype.columns:
         return phenotype
     from ..cohort import normalize_id
@@ -475,7 +477,7 @@ def _atlas_r11_masks(root, session):
 
 # ---------------------------------------------------------------- ISLES'24
 def _centred(path):
-    """The image at ``path``, lazily, with its array centre moved to world (0, 0, 0).
+    """Load the image at ``path`` lazily, with its array centre moved to world (0, 0, 0).
 
     Native CT grids sit anywhere in scanner coordinates; on a common storage grid a
     mask far from the first subject's field of view would lose every voxel. Centring
@@ -492,7 +494,7 @@ def _centred(path):
 
 
 def _covering_grid(images):
-    """A grid with the first image's voxel axes whose field of view holds every image.
+    """Build a grid with the first image's voxel axes whose field of view holds every image.
 
     Returned as a data-less image (a zero-stride array) usable as ``target_img``.
     """

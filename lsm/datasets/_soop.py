@@ -91,7 +91,7 @@ def fetch_soop(data_dir=None, url=None, verify=False, n_jobs=8):
 
 
 def load_soop(data_dir=None, url=None, **kwargs):
-    """The SOOP cohort: 1,449 lesion masks joined with ``participants.tsv``.
+    """Load the SOOP cohort: 1,449 lesion masks joined with ``participants.tsv``.
 
     Parameters
     ----------
@@ -103,7 +103,7 @@ def load_soop(data_dir=None, url=None, **kwargs):
     -------
     Cohort
         1,265 subjects have both a mask and a participants row (944 with ``nihss``,
-        618 with ``gs_rankin_6isdeath``); ``dropped`` lists the 184 masks without a
+        618 with ``gs_rankin_6isdeath``); ``excluded`` lists the 184 masks without a
         participants row and the 240 rows without a mask. Columns keep their SOOP names
         (``nihss``, ``gs_rankin_6isdeath``: mRS 0-6 with 6 = death); see the data
         dictionary. ``metadata`` holds the description, licence and citation.

@@ -1,5 +1,6 @@
-"""Multiple-comparison corrections: max-statistic (FWE), v-th largest (CFWER), FDR,
-cluster size / mass and TFCE.
+"""Multiple-comparison corrections.
+
+Max-statistic (FWE), v-th largest (CFWER), FDR, cluster size / mass and TFCE.
 
 Every permutation p-value is ``(1 + #{null >= observed}) / (1 + n_permutations)``.
 """
@@ -101,7 +102,7 @@ def tie_lowered(values):
 def permutation_pvalues(observed, null):
     """``(1 + #{null >= observed}) / (1 + n_permutations)`` for each observed value.
 
-    A null value within :data:`TIE_RTOL` (relative) of the observed one counts as a tie.
+    A null value within ``TIE_RTOL`` (relative) of the observed one counts as a tie.
     """
     null_sorted = np.sort(np.asarray(null, dtype=np.float64))
     n_ge = null_sorted.size - np.searchsorted(null_sorted, tie_lowered(observed), side="left")

@@ -8,29 +8,14 @@ fixed order, so results do not depend on ``n_jobs`` nor on the backend.
 """
 
 import logging
-import numbers
 
 import joblib
-import numpy as np
+
+from .._validation import check_n_jobs
 
 __all__ = ["parallel_map", "effective_n_jobs", "check_n_jobs"]
 
 logger = logging.getLogger("lsm")
-
-
-def check_n_jobs(n_jobs):
-    """Validate ``n_jobs`` and return it as a Python int (None means 1).
-
-    Accepts any non-zero integer, numpy integers included (e.g. from a parameter grid).
-    """
-    if n_jobs is None:
-        return 1
-    if isinstance(n_jobs, (bool, np.bool_)) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
-        raise ValueError(
-            "Invalid value for the 'n_jobs' parameter: expected a non-zero int "
-            f"(1 for serial, -1 for all cores), but got {n_jobs!r} instead."
-        )
-    return int(n_jobs)
 
 
 def effective_n_jobs(n_jobs):

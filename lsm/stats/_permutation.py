@@ -22,9 +22,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import special
 
-from .._utils import check_option, check_random_state
+from .._validation import check_alpha, check_min_lesioned, check_option, check_random_state
 from ..exceptions import AnalysisError
 from . import _statistics as st
+from ._core import run_permutations
 from ._correction import (
     CORRECTIONS,
     MAP_CORRECTIONS,
@@ -103,31 +104,9 @@ def resolve_min_lesioned(min_lesioned, n_subjects):
 
     A fraction ``f`` in (0, 1) means at least ``f * n_subjects`` subjects, i.e.
     ``ceil(f * n_subjects)``. The count must be at least 2 so that both groups of every
-    tested voxel have a variance.
+    tested voxel have a variance (see ``lsm._validation.check_min_lesioned``).
     """
-    if isinstance(min_lesioned, (bool, np.bool_)) or not isinstance(
-        min_lesioned, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(
-            "min_lesioned must be an int (number of subjects) or a float in (0, 1) "
-            f"(fraction of subjects), but got {min_lesioned!r}."
-        )
-    if isinstance(min_lesioned, (float, np.floating)):
-        if not 0 < min_lesioned < 1:
-            raise ValueError(
-                "A float min_lesioned is a fraction of the subjects and must lie in (0, 1), "
-                f"but got {min_lesioned!r}; pass an int for a number of subjects."
-            )
-        count = math.ceil(min_lesioned * n_subjects - 1e-9)
-    else:
-        count = int(min_lesioned)
-    if count < 2:
-        raise AnalysisError(
-            f"min_lesioned={min_lesioned!r} means {count} subject(s) out of {n_subjects}, "
-            "but every tested voxel needs at least 2 lesioned and 2 non-lesioned subjects "
-            "(a group of size < 2 has no variance). Use min_lesioned >= 2."
-        )
-    return count
+    return check_min_lesioned(min_lesioned, n_subjects)
 
 
 def draw_permutations(n_permutations, n_subjects, random_state=None):
@@ -242,7 +221,7 @@ def _null_chunk(design, x, info, weights, perms, batch, v, alternative):
 
 
 def _z_maps(design, x, info, perms, chunks, alternative, floor):
-    """z of every pattern for a batch of permutations (NaN where it cannot exceed ``floor``)."""
+    """Z of every pattern for a batch of permutations (NaN where it cannot exceed ``floor``)."""
     parts = []
     for a, b in chunks:
         stat, df = st.compute_stat(design, x[a:b], _subset(info, a, b), perms)
@@ -257,7 +236,7 @@ def _z_maps(design, x, info, perms, chunks, alternative, floor):
     return np.concatenate(parts, axis=0)
 
 
-def _map_null_batch(design, x, info, perms, chunks, inverse, grid, alternative, kind, params):
+def _map_null_batch(perms, design, x, info, chunks, inverse, grid, alternative, kind, params):
     """Worker: maximum cluster statistic or TFCE value of each permutation of a batch."""
     floor = params["z_threshold"] if kind != "tfce" else 0.0
     z = _z_maps(design, x, info, perms, chunks, alternative, floor)[inverse]
@@ -324,13 +303,13 @@ def voxelwise_test(
     correction="fwe",
     alpha=0.05,
     v=1,
-    min_lesioned=2,
+    min_lesioned=0.05,
     alternative="two-sided",
     n_jobs=1,
     random_state=None,
     grid_shape=None,
     voxel_index=None,
-    cluster_threshold=0.001,
+    cluster_forming_p=0.001,
     connectivity=26,
     tfce_step=0.1,
     working_memory=256,
@@ -361,9 +340,10 @@ def voxelwise_test(
         Significance level.
     v : int
         For ``"cfwer"``: the v-th largest voxel statistic (counted in voxels).
-    min_lesioned : int or float
+    min_lesioned : int or float, default=0.05
         A voxel is tested when at least this many subjects are lesioned there and at
-        least this many are not; a float in (0, 1) is a fraction of the subjects.
+        least this many are not; a float in (0, 1) is a fraction ``f`` of the subjects
+        (``ceil(f * n_subjects)``). The count must be at least 2.
     alternative : {"two-sided", "greater", "less"}
         ``"greater"``: lesioned subjects have higher scores.
     n_jobs : int
@@ -375,8 +355,9 @@ def voxelwise_test(
     voxel_index : ndarray of shape (n_voxels,) or None
         C-order flat index on ``grid_shape`` of each column of ``lesions`` (default:
         ``arange(n_voxels)``, the columns are the whole grid).
-    cluster_threshold : float
-        Uncorrected p forming clusters (per tail for two-sided tests).
+    cluster_forming_p : float, default=0.001
+        Uncorrected p forming clusters (per tail for two-sided tests); a p-value, not a
+        cluster size.
     connectivity : {6, 18, 26}
         Voxel neighbourhood of clusters and TFCE.
     tfce_step : float
@@ -396,8 +377,8 @@ def voxelwise_test(
     check_option("method", method, st.METHODS)
     check_option("correction", correction, CORRECTIONS)
     check_option("alternative", alternative, ALTERNATIVES)
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), but got {alpha!r}.")
+    alpha = check_alpha(alpha)
+    check_alpha(cluster_forming_p, "cluster_forming_p")
     permuting = correction in PERMUTATION_CORRECTIONS
     if permuting and (isinstance(n_permutations, bool) or int(n_permutations) < 1):
         raise ValueError(
@@ -522,15 +503,13 @@ def voxelwise_test(
         if voxel_index is not None:
             flat = np.asarray(voxel_index)[flat]
         grid = Grid(grid_shape, flat, connectivity)
-        tail_p = cluster_threshold / 2 if alternative == "two-sided" else cluster_threshold
+        tail_p = cluster_forming_p / 2 if alternative == "two-sided" else cluster_forming_p
         params = {"z_threshold": float(-special.ndtri(tail_p)), "tfce_step": float(tfce_step)}
         map_batch = max(1, min(batch, math.ceil(n_perm / (4 * n_workers))))
-        bounds = list(range(0, n_perm, map_batch)) + [n_perm]
-        tasks = [
-            (design, x, info, perms[a:b], chunks, inverse, grid, alternative, correction, params)
-            for a, b in zip(bounds[:-1], bounds[1:])
-        ]
-        parts = parallel_map(_map_null_batch, tasks, n_jobs=n_jobs, verbose=verbose, desc="permutations")
+        parts = run_permutations(
+            _map_null_batch, perms, args=(design, x, info, chunks, inverse, grid, alternative, correction, params),
+            chunk_size=map_batch, n_jobs=n_jobs, verbose=verbose,
+        )
         null = np.concatenate(parts)
         z_vox = z[inverse]
         if correction == "tfce":

@@ -268,7 +268,7 @@ def ols_proxy(design, x, info, perms, x32=None):
 
 
 def proxy_to_t(u, ss, df):
-    """t = u sqrt(df) / sqrt(ss - u^2), increasing in u; +-inf for a perfect fit."""
+    """T = u sqrt(df) / sqrt(ss - u^2), increasing in u; +-inf for a perfect fit."""
     resid = np.maximum(ss - u * u, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = u * np.sqrt(df) / np.sqrt(resid)
