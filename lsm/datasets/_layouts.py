@@ -536,7 +536,7 @@ def load_isles24(root, *, mni_lesions=None, rename=None, register=False, registr
         Extra column renames (see ``ISLES24_RENAMES``).
     register : bool
         Register each subject's scan and follow-up mask to MNI with
-        :func:`lsm.register_lesions` (needs ``pip install "lsm[registration]"``) and return
+        :func:`lsm.registration.register_lesions` (needs ``pip install "lsm[registration]"``) and return
         an MNI cohort on the arterial atlas's grid. The result is cached (resumable) in
         ``registration_dir``; its QC table is ``cohort.metadata["registration_qc"]`` and
         subjects whose registration failed are listed in ``cohort.dropped``.
@@ -546,7 +546,7 @@ def load_isles24(root, *, mni_lesions=None, rename=None, register=False, registr
     registration_dir : str, Path or None
         Cache folder (default ``<root>/derivatives/lsm-registration_<image>``).
     registration_kwargs : dict or None
-        More arguments of :func:`lsm.register_lesions` (``n_jobs``, ``random_state``, ``resolution``...).
+        More arguments of :func:`lsm.registration.register_lesions` (``n_jobs``, ``random_state``, ``resolution``...).
     **kwargs
         Passed to :func:`lsm.load_cohort`.
 

@@ -1,4 +1,4 @@
-"""The result of :func:`lsm.register_lesions`: MNI lesion masks, transforms, QC table and page."""
+"""The result of :func:`lsm.registration.register_lesions`: MNI lesion masks, transforms, QC table and page."""
 
 import base64
 import dataclasses

@@ -156,7 +156,7 @@ def synthetic_case(modality="t1", *, lesion_ml=30.0, voxel_size=2.0, random_stat
     bias : float
         Amplitude of the multiplicative bias field (MR only).
     template : dict or None
-        Output of :func:`template_images` (1 mm is used when None).
+        Output of ``template_images`` (1 mm is used when None).
     centre_mm : None or sequence of 3 floats
         Plant the lesion near this template-space point (jittered); None: anywhere it fits.
 
