@@ -170,7 +170,7 @@ def test_to_cohort_joins_phenotype_and_records_the_template(small_result):
     assert cohort.space == "MNI" and list(cohort.subjects) == ["sub-1", "sub-2"]
     assert cohort.metadata["template_space"] == "MNI152NLin2009aSym"
     np.testing.assert_array_equal(cohort.lesion_mask("sub-2"), np.asarray(small_result.lesions["sub-2"].dataobj) > 0)
-    assert "sub-3" in set(cohort.dropped["subject"])
+    assert "sub-3" in set(cohort.excluded["subject"])
 
 
 def lsm_warning():

@@ -539,7 +539,7 @@ def load_isles24(root, *, mni_lesions=None, rename=None, register=False, registr
         :func:`lsm.registration.register_lesions` (needs ``pip install "lsm[registration]"``) and return
         an MNI cohort on the arterial atlas's grid. The result is cached (resumable) in
         ``registration_dir``; its QC table is ``cohort.metadata["registration_qc"]`` and
-        subjects whose registration failed are listed in ``cohort.dropped``.
+        subjects whose registration failed are listed in ``cohort.excluded``.
     registration_image : {"ncct", "dwi", "adc"}
         The scan registered: the admission NCCT (``raw_data/.../*_ncct``) or the follow-up
         DWI/ADC in NCCT space (``derivatives/.../*_space-ncct_dwi|adc``).
@@ -589,7 +589,7 @@ def load_isles24(root, *, mni_lesions=None, rename=None, register=False, registr
         if len(reg.excluded):
             extra = pd.DataFrame({"subject": reg.excluded["subject"], "source": "registration",
                                   "reason": reg.excluded["reason"]})
-            cohort.dropped = pd.concat([cohort.dropped, extra], ignore_index=True)
+            cohort.excluded = pd.concat([cohort.excluded, extra], ignore_index=True)
         return cohort
     if mni_lesions is None:
         kwargs["space"] = "native"

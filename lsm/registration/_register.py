@@ -568,7 +568,7 @@ def register_lesions(images, lesions, *, modality, template=None, template_mask=
               "flow_sigma": float(flow_sigma), "total_sigma": float(total_sigma),
               "stages": ["rigid (Mattes MI)", "affine (Mattes MI)", "SyN only (Mattes MI, lesion masked)"],
               "preprocessing": next(iter(steps.values()), [])}
-    provenance = make_provenance(seed, n_jobs, time.perf_counter() - start)
+    provenance = make_provenance(seed, n_jobs, start)
     return RegistrationResult(lesions=lesions_out, qc=qc, params=params, provenance=provenance,
                               excluded=pd.DataFrame(excluded, columns=["subject", "reason"]),
                               transforms=transforms, overlays=overlays)

@@ -2,7 +2,6 @@
 
 import base64
 import dataclasses
-import datetime as _dt
 import html
 import json
 import time
@@ -11,26 +10,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._result import AnalysisResult
+
 __all__ = ["RegistrationResult", "make_provenance", "bids_name"]
 
 QC_TABLE = "qc.tsv"
 QC_PAGE = "qc.html"
 
 
-def make_provenance(seed, n_jobs, runtime_s):
-    """Versions, seed, n_jobs, runtime and creation time of a registration run."""
+def make_provenance(seed, n_jobs, t0):
+    """The shared provenance dict (:func:`lsm._result.make_provenance`) plus ANTsPy's version."""
     import importlib.metadata as md
 
-    from .. import __version__
+    from .._result import make_provenance as _shared
 
-    versions = {}
-    for pkg in ("numpy", "scipy", "nibabel", "nilearn", "pandas", "antspyx"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
-    return {"lsm_version": __version__, "versions": versions, "random_state": int(seed), "n_jobs": int(n_jobs),
-            "runtime_s": float(runtime_s), "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    prov = _shared(seed=int(seed), n_jobs=n_jobs, t0=t0, packages=("nibabel", "nilearn"))
+    try:
+        prov["versions"]["antspyx"] = md.version("antspyx")
+    except md.PackageNotFoundError:
+        prov["versions"]["antspyx"] = None
+    return prov
 
 
 def bids_name(subject, space, suffix, ext, resolution=None, desc=None):
@@ -49,8 +48,8 @@ def _summary_cls():
     return Summary
 
 
-@dataclasses.dataclass
-class RegistrationResult:
+@dataclasses.dataclass(repr=False)
+class RegistrationResult(AnalysisResult):
     """Lesion masks registered to MNI space, with their transforms and QC.
 
     Attributes
@@ -81,6 +80,8 @@ class RegistrationResult:
     excluded: pd.DataFrame
     transforms: dict = dataclasses.field(default_factory=dict, repr=False)
     overlays: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    _title = "Lesion registration"
 
     @property
     def template_space(self):
@@ -147,7 +148,7 @@ class RegistrationResult:
         """Build an MNI :class:`~lsm.Cohort` of the registered masks, joined with ``phenotype``.
 
         The cohort's ``metadata`` records ``template_space`` and the QC table; flagged
-        subjects stay in (see ``qc``), excluded ones are listed in ``Cohort.dropped``.
+        subjects stay in (see ``qc``), excluded ones are listed in ``Cohort.excluded``.
         """
         from ..cohort import load_cohort
 
@@ -157,7 +158,7 @@ class RegistrationResult:
         if len(self.excluded):
             extra = pd.DataFrame({"subject": self.excluded["subject"], "source": "registration",
                                   "reason": self.excluded["reason"]})
-            cohort.dropped = pd.concat([cohort.dropped, extra], ignore_index=True)
+            cohort.excluded = pd.concat([cohort.excluded, extra], ignore_index=True)
         return cohort
 
     # ---------------------------------------------------------------- outputs
