@@ -2,6 +2,7 @@
 
 import base64
 import dataclasses
+import datetime as _dt
 import html
 import json
 import time
@@ -10,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._result import AnalysisResult
-
 __all__ = ["RegistrationResult", "make_provenance", "bids_name"]
 
 QC_TABLE = "qc.tsv"
@@ -19,17 +18,35 @@ QC_PAGE = "qc.html"
 
 
 def make_provenance(seed, n_jobs, t0):
-    """The shared provenance dict (:func:`lsm._result.make_provenance`) plus ANTsPy's version."""
+    """Provenance of a registration run, with the keys of the result contract.
+
+    (Built here rather than with ``lsm._result.make_provenance``: registration sits in the
+    data layer, below the analysis results.)
+    """
     import importlib.metadata as md
+    import platform
 
-    from .._result import make_provenance as _shared
+    from .. import __version__
 
-    prov = _shared(seed=int(seed), n_jobs=n_jobs, t0=t0, packages=("nibabel", "nilearn"))
-    try:
-        prov["versions"]["antspyx"] = md.version("antspyx")
-    except md.PackageNotFoundError:
-        prov["versions"]["antspyx"] = None
-    return prov
+    versions = {"lsm": __version__, "python": platform.python_version()}
+    for pkg in ("numpy", "scipy", "pandas", "nibabel", "nilearn", "antspyx"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {"lsm_version": __version__, "versions": versions, "random_state": int(seed), "n_jobs": int(n_jobs),
+            "runtime_s": time.perf_counter() - t0,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+class Summary(str):
+    """A text summary that prints as is in a console and as preformatted text in a notebook."""
+
+    def __repr__(self):
+        return str(self)
+
+    def _repr_html_(self):
+        return f"<pre>{html.escape(str(self))}</pre>"
 
 
 def bids_name(subject, space, suffix, ext, resolution=None, desc=None):
@@ -42,14 +59,8 @@ def bids_name(subject, space, suffix, ext, resolution=None, desc=None):
     return "_".join(parts) + f"_{suffix}{ext}"
 
 
-def _summary_cls():
-    from ..results import Summary
-
-    return Summary
-
-
-@dataclasses.dataclass(repr=False)
-class RegistrationResult(AnalysisResult):
+@dataclasses.dataclass
+class RegistrationResult:
     """Lesion masks registered to MNI space, with their transforms and QC.
 
     Attributes
@@ -80,8 +91,6 @@ class RegistrationResult(AnalysisResult):
     excluded: pd.DataFrame
     transforms: dict = dataclasses.field(default_factory=dict, repr=False)
     overlays: dict = dataclasses.field(default_factory=dict, repr=False)
-
-    _title = "Lesion registration"
 
     @property
     def template_space(self):
@@ -116,7 +125,7 @@ class RegistrationResult(AnalysisResult):
         for _, row in self.excluded.iterrows():
             lines.append(f"  excluded {row['subject']}: {row['reason']}")
         lines.append(f"  seed {self.provenance.get('random_state')}, lsm {self.provenance.get('lsm_version')}")
-        return _summary_cls()("\n".join(lines))
+        return Summary("\n".join(lines))
 
     def __repr__(self):
         return (f"<RegistrationResult: {len(self.lesions)} subjects in {self.template_space}, "
