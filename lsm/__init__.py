@@ -48,6 +48,9 @@ _LAZY = {
     "run_demo": "lsm.demo",
     "exceptions": "lsm.exceptions",
     "stats": "lsm.stats",
+    "register_lesions": "lsm.registration",
+    "RegistrationResult": "lsm.registration",
+    "registration": "lsm.registration",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

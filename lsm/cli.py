@@ -343,6 +343,11 @@ def build_parser():
     p.add_argument("--title", default=None, help="title of the report")
     _atlas_options(p, custom=False)
     p.set_defaults(func=_cmd_report)
+
+    # register --------------------------------------------------------------------------
+    from .registration._cli import add_register_parser
+
+    add_register_parser(sub, parent, _add)
     return parser
 
 
@@ -847,7 +852,7 @@ def _cmd_report(args):
 # --------------------------------------------------------------------------------- main
 def _input_paths(args):
     """(flag, path) of every input file or folder named on the command line."""
-    for value in getattr(args, "lesions", None) or []:
+    for value in (getattr(args, "lesions", None) or []) + (getattr(args, "images", None) or []):
         text = str(value)
         if any(ch in text for ch in "*?["):
             # a glob: the folder part before its first wildcard component

@@ -17,10 +17,12 @@ __all__ = [
     "OutputExistsError",
     "SpaceError",
     "AtlasError",
+    "MissingDependencyError",
     "LSMWarning",
     "DroppedSubjectsWarning",
     "DictionaryWarning",
     "ResamplingWarning",
+    "TemplateSpaceWarning",
 ]
 
 
@@ -64,6 +66,10 @@ class SpaceError(LSMError, ValueError):
     """Images are not in a common standard space (e.g. ISLES'24 native CT masks)."""
 
 
+class MissingDependencyError(LSMError, ImportError):
+    """An optional dependency (e.g. ANTsPy for registration) is not installed."""
+
+
 class LSMWarning(UserWarning):
     """Base class of lsm warnings."""
 
@@ -83,3 +89,6 @@ class ResamplingWarning(LSMWarning):
 class AtlasError(LSMError, ValueError):
     """A label atlas or its label table is malformed, or the two disagree."""
 
+
+class TemplateSpaceWarning(LSMWarning):
+    """Lesions registered to one MNI template variant are analysed with an atlas of another."""

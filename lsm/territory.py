@@ -726,6 +726,10 @@ def territory_load(cohort, *, atlas="arterial", level=1, measure="territory_frac
     check_option("level", level, (1, 2))
     check_option("measure", measure, _MEASURES)
     rows = _check_cohort(cohort, "territory_load")
+    if atlas is None or isinstance(atlas, str):
+        from .registration._spaces import warn_mixed_spaces
+
+        warn_mixed_spaces(cohort, "the arterial atlas")
     atlas = _resolve_atlas(atlas)
     loads = _compute_loads(rows, cohort.affine, cohort.shape, atlas, (level,), n_jobs)[level]
     k = loads.territories.n

@@ -520,7 +520,8 @@ def _covering_grid(images):
     return nib.Nifti1Image(np.broadcast_to(np.uint8(0), shape), affine)
 
 
-def load_isles24(root, *, mni_lesions=None, rename=None, **kwargs):
+def load_isles24(root, *, mni_lesions=None, rename=None, register=False, registration_image="ncct",
+                 registration_dir=None, registration_kwargs=None, **kwargs):
     """Load ISLES'24 follow-up infarct masks with the per-subject clinical tables.
 
     Parameters
@@ -533,6 +534,19 @@ def load_isles24(root, *, mni_lesions=None, rename=None, **kwargs):
         none). When given they replace the native masks and the cohort is in MNI space.
     rename : dict or None
         Extra column renames (see ``ISLES24_RENAMES``).
+    register : bool
+        Register each subject's scan and follow-up mask to MNI with
+        :func:`lsm.registration.register_lesions` (needs ``pip install "lsm[registration]"``) and return
+        an MNI cohort on the arterial atlas's grid. The result is cached (resumable) in
+        ``registration_dir``; its QC table is ``cohort.metadata["registration_qc"]`` and
+        subjects whose registration failed are listed in ``cohort.excluded``.
+    registration_image : {"ncct", "dwi", "adc"}
+        The scan registered: the admission NCCT (``raw_data/.../*_ncct``) or the follow-up
+        DWI/ADC in NCCT space (``derivatives/.../*_space-ncct_dwi|adc``).
+    registration_dir : str, Path or None
+        Cache folder (default ``<root>/derivatives/lsm-registration_<image>``).
+    registration_kwargs : dict or None
+        More arguments of :func:`lsm.registration.register_lesions` (``n_jobs``, ``random_state``, ``resolution``...).
     **kwargs
         Passed to :func:`lsm.load_cohort`.
 
@@ -561,6 +575,22 @@ def load_isles24(root, *, mni_lesions=None, rename=None, **kwargs):
             "citation": "Riedel EO, de la Rosa E, et al. ISLES'24 - A Real-World Longitudinal "
                         "Multimodal Stroke Dataset. arXiv:2408.11142 (2024).",
             "licence": "CC BY-NC-SA 4.0"}
+    if register:
+        if mni_lesions is not None:
+            raise CohortError("Pass either register=True or mni_lesions=, not both.")
+        from ..registration._isles import register_isles24
+
+        reg = register_isles24(root, native, image=registration_image, output=registration_dir,
+                               **dict(registration_kwargs or {}))
+        kwargs["space"] = "MNI"
+        meta.update({"template_space": reg.template_space, "registration_qc": reg.qc,
+                     "registration_excluded": reg.excluded, "lesion_files": dict(native)})
+        cohort = _join(dict(reg.lesions), phenotype, kwargs, meta, renamed)
+        if len(reg.excluded):
+            extra = pd.DataFrame({"subject": reg.excluded["subject"], "source": "registration",
+                                  "reason": reg.excluded["reason"]})
+            cohort.excluded = pd.concat([cohort.excluded, extra], ignore_index=True)
+        return cohort
     if mni_lesions is None:
         kwargs["space"] = "native"
         meta["space_note"] = (
