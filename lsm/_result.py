@@ -263,7 +263,7 @@ class TableResult(AnalysisResult):
         path : Path
         """
         from ._utils import atomic_output_dir
-        from .results import _json_safe
+        from ._derivatives import json_safe as _json_safe
 
         fields = {}
         with atomic_output_dir(path, overwrite=overwrite) as tmp:

@@ -2,7 +2,6 @@
 
 import base64
 import dataclasses
-import datetime as _dt
 import html
 import json
 import time
@@ -11,6 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._result import AnalysisResult, Summary
+from .._result import make_provenance as _make_provenance
+
 __all__ = ["RegistrationResult", "make_provenance", "bids_name"]
 
 QC_TABLE = "qc.tsv"
@@ -18,35 +20,8 @@ QC_PAGE = "qc.html"
 
 
 def make_provenance(seed, n_jobs, t0):
-    """Provenance of a registration run, with the keys of the result contract.
-
-    (Built here rather than with ``lsm._result.make_provenance``: registration sits in the
-    data layer, below the analysis results.)
-    """
-    import importlib.metadata as md
-    import platform
-
-    from .. import __version__
-
-    versions = {"lsm": __version__, "python": platform.python_version()}
-    for pkg in ("numpy", "scipy", "pandas", "nibabel", "nilearn", "antspyx"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
-    return {"lsm_version": __version__, "versions": versions, "random_state": int(seed), "n_jobs": int(n_jobs),
-            "runtime_s": time.perf_counter() - t0,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-
-
-class Summary(str):
-    """A text summary that prints as is in a console and as preformatted text in a notebook."""
-
-    def __repr__(self):
-        return str(self)
-
-    def _repr_html_(self):
-        return f"<pre>{html.escape(str(self))}</pre>"
+    """Provenance of a registration run (the result contract's, with the ANTsPy version)."""
+    return _make_provenance(seed=int(seed), n_jobs=n_jobs, t0=t0, packages=("ants",))
 
 
 def bids_name(subject, space, suffix, ext, resolution=None, desc=None):
@@ -59,8 +34,8 @@ def bids_name(subject, space, suffix, ext, resolution=None, desc=None):
     return "_".join(parts) + f"_{suffix}{ext}"
 
 
-@dataclasses.dataclass
-class RegistrationResult:
+@dataclasses.dataclass(repr=False)
+class RegistrationResult(AnalysisResult):
     """Lesion masks registered to MNI space, with their transforms and QC.
 
     Attributes
@@ -215,10 +190,9 @@ class RegistrationResult:
                   index=False, overwrite=True)
         write_json(folder / "registration.json", {"params": self.params, "provenance": self.provenance},
                    overwrite=True)
-        write_json(folder / "dataset_description.json", dataset_description(
-            "lsm lesion registration", GeneratedBy=[{"Name": "lsm", "Version": self.provenance.get("lsm_version"),
-                                                    "Description": f"ANTs registration to {space}, {res} mm"}]),
-            overwrite=True)
+        desc = dataset_description("lsm lesion registration", self.provenance)
+        desc["GeneratedBy"][0]["Description"] = f"ANTs registration to {space}, {res} mm"
+        write_json(folder / "dataset_description.json", desc, overwrite=True)
         atomic_write_text(folder / QC_PAGE, self.to_html(), overwrite=True)
 
     def write_subject(self, folder, s):
