@@ -262,8 +262,8 @@ class TableResult(AnalysisResult):
         -------
         path : Path
         """
-        from ._utils import atomic_output_dir
         from ._derivatives import json_safe as _json_safe
+        from ._utils import atomic_output_dir
 
         fields = {}
         with atomic_output_dir(path, overwrite=overwrite) as tmp:

@@ -190,24 +190,14 @@ class LocalizationResult(AnalysisResult):
 
     def plot(self, metric="topk_displacement_mm", ax=None):
         """Strip plot of one metric over regions, one column per method."""
-        import matplotlib.pyplot as plt
+        from .plotting import plot_box_strip
 
         check_option("metric", metric, [c for c in _TABLE_COLUMNS if c not in ("method", "region")])
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(1.5 + 1.4 * self.table["method"].nunique(), 3.2))
-        else:
-            fig = ax.figure
+
         methods = list(dict.fromkeys(self.table["method"]))
-        data = [self.table.loc[self.table["method"] == m, metric].astype(float).dropna().to_numpy() for m in methods]
-        ax.boxplot(data, widths=0.5, showfliers=False)
-        rng = np.random.default_rng(0)  # jitter only
-        for i, d in enumerate(data, start=1):
-            ax.plot(i + rng.uniform(-0.12, 0.12, d.size), d, "o", ms=3, alpha=0.7)
-        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=20)
-        ax.set_ylabel(metric)
-        ax.set_title("Localisation check (one point per region)")
-        fig.tight_layout()
-        return fig
+        data = [self.table.loc[self.table["method"] == m, metric].astype(float).to_numpy() for m in methods]
+        return plot_box_strip(data, methods, ax=ax, ylabel=metric,
+                              title="Localisation check (one point per region)")
 
     def save(self, path, overwrite=False):
         """Write ``localization.tsv``, ``null_runs.tsv``, ``skipped.tsv`` and ``result.json``.

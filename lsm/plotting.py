@@ -19,6 +19,7 @@ __all__ = [
     "plot_overlap",
     "plot_null_distribution",
     "observed_null_value",
+    "plot_box_strip",
 ]
 
 logger = logging.getLogger("lsm")
@@ -322,3 +323,42 @@ def _background(bg_img):
 
         return load_mni152_template()
     return bg_img
+
+
+def plot_box_strip(values, labels, *, ax=None, ylabel=None, title=None):
+    """Box plot with the points over it, one column per group (models, methods).
+
+    Parameters
+    ----------
+    values : list of array-like
+        One array of values per group (NaN values are left out).
+    labels : list of str
+        Group names, in the order of ``values``.
+    ax : matplotlib Axes, optional
+        Where to draw; default: a new figure.
+    ylabel, title : str, optional
+        Axis label and title.
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+
+    data = [np.asarray(v, dtype=float) for v in values]
+    data = [d[np.isfinite(d)] for d in data]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(1.3 + 1.4 * len(data), 3.2))
+    else:
+        fig = ax.figure
+    ax.boxplot(data, widths=0.5, showfliers=False)
+    rng = np.random.default_rng(0)  # horizontal jitter only
+    for i, d in enumerate(data, start=1):
+        ax.plot(i + rng.uniform(-0.12, 0.12, d.size), d, "o", ms=3, alpha=0.7)
+    ax.set_xticks(range(1, len(data) + 1), list(labels), rotation=20)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -442,25 +442,15 @@ class PredictionResult(AnalysisResult):
 
     def plot(self, metric=None, ax=None):
         """Strip plot of a metric over the outer folds, one column per model."""
-        import matplotlib.pyplot as plt
+        from .plotting import plot_box_strip
 
         metric = metric or self.metrics[0]
         check_option("metric", metric, self.metrics)
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(1.2 + 1.3 * self.folds["model"].nunique(), 3.2))
-        else:
-            fig = ax.figure
+
         models = list(dict.fromkeys(self.folds["model"]))
         data = [self.folds.loc[self.folds["model"] == m, metric].to_numpy() for m in models]
-        ax.boxplot(data, widths=0.5, showfliers=False)
-        rng = np.random.default_rng(0)  # jitter only
-        for i, d in enumerate(data, start=1):
-            ax.plot(i + rng.uniform(-0.12, 0.12, d.size), d, "o", ms=3, alpha=0.7)
-        ax.set_xticks(range(1, len(models) + 1), models, rotation=20)
-        ax.set_ylabel(f"{metric} (outer folds)")
-        ax.set_title(f"{self.params['score']}: out-of-sample {metric}")
-        fig.tight_layout()
-        return fig
+        return plot_box_strip(data, models, ax=ax, ylabel=f"{metric} (outer folds)",
+                              title=f"{self.params['score']}: out-of-sample {metric}")
 
     def save(self, path, overwrite=False):
         """Write ``folds.tsv``, ``predictions.tsv`` (with JSON sidecars) and ``result.json``.
