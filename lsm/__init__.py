@@ -7,7 +7,7 @@ Data flow is one way: cohort -> lesion matrix -> array-only statistics engine
 import importlib
 import logging
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 logging.getLogger("lsm").addHandler(logging.NullHandler())
 
