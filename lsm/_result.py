@@ -148,7 +148,7 @@ class AnalysisResult:
     _title = "Result"
 
     def summary(self):  # pragma: no cover - every subclass implements it
-        """Text summary of the result (a :class:`Summary`)."""
+        """Text summary of the result (a :class:`~lsm.Summary`)."""
         raise NotImplementedError
 
     def to_dataframe(self):
