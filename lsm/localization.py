@@ -91,7 +91,7 @@ def _region_labels(cohort, regions, level):
     """(column of each grid voxel (K = none), region names, source) from ``regions``."""
     from .territory import _atlas_labels_on_grid, _resolve_atlas, _territories
 
-    atlas = _resolve_atlas(None if isinstance(regions, str) and regions == "arterial" else regions)
+    atlas = _resolve_atlas(regions)
     terr = _territories(atlas, level)
     labels, _ = _atlas_labels_on_grid(atlas, cohort.affine, cohort.shape)
     column = terr.lut[np.clip(labels, 0, terr.lut.size - 1)]

@@ -664,7 +664,7 @@ def predict_score(
     nuisance = np.column_stack([cov.loc[keep].to_numpy(dtype=np.float64), vol]) if cov.shape[1] else vol[:, None]
     data = {"volume": _Shared(nuisance)}
     if "territories" in models:
-        loads = territory_load(cohort, atlas=None if atlas == "arterial" else atlas, level=level, n_jobs=n_jobs)
+        loads = territory_load(cohort, atlas=atlas, level=level, n_jobs=n_jobs)
         terr = loads.loc[keep].drop(columns=["lesion_volume_ml"]).fillna(0.0)
         data["territories"] = _Shared(np.column_stack([nuisance, terr.to_numpy(dtype=np.float64)]))
     if any(m.startswith("lesions") for m in models):

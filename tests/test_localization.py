@@ -164,3 +164,20 @@ def test_svr_method_is_svr_lsm(planted, monkeypatch):
     row = res.table.set_index("region").loc["truth"]
     for key, value in expected.items():
         assert row[key] == pytest.approx(value, nan_ok=True), key
+
+
+def test_default_regions_are_the_arterial_territories(shared_data_dir, monkeypatch):
+    """regions="arterial" (the default) plants deficits in the arterial territories."""
+    import warnings
+
+    from lsm.exceptions import LSMWarning
+    from lsm.simulate import make_synthetic_cohort
+
+    monkeypatch.setenv("LSM_DATA", str(shared_data_dir))
+    cohort = make_synthetic_cohort(80, random_state=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LSMWarning)
+        res = lsm.localization_check(cohort, methods=("ttest",), n_permutations=20, n_null=1, random_state=0)
+    names = set(res.table["region"]) | set(res.skipped["region"])
+    labels = lsm.datasets.fetch_arterial_atlas(level=1).labels
+    assert names and names <= set(labels["abbrev"])

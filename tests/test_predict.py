@@ -296,3 +296,21 @@ def test_ordinal_target_metrics_match_scipy(cohort):
             part = pred[pred["fold"] == f]
             assert folds.loc[(m, f), "spearman"] == pytest.approx(stats.spearmanr(part["score"], part[m])[0])
             assert folds.loc[(m, f), "mae"] == pytest.approx(np.mean(np.abs(part["score"] - part[m])))
+
+
+def test_territory_model_on_the_default_arterial_atlas(shared_data_dir, monkeypatch):
+    """atlas="arterial" (the default) feeds the territory model the loads territory_load gives."""
+    import warnings
+
+    from lsm.exceptions import LSMWarning
+
+    monkeypatch.setenv("LSM_DATA", str(shared_data_dir))
+    cohort = make_synthetic_cohort(60, random_state=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LSMWarning)
+        res = lsm.predict_score(cohort, "score", models=("volume", "territories"), n_permutations=None,
+                                random_state=0)
+        loads = lsm.territory_load(cohort)
+    assert res.params["atlas"] == "arterial"
+    assert set(res.folds["model"]) == {"volume", "territories"}
+    assert loads.shape[1] > 0 and loads.to_numpy().any()
