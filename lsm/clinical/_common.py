@@ -24,7 +24,7 @@ def _is_cohort(data):
     return hasattr(data, "phenotype") and hasattr(data, "lesion_volumes")
 
 
-def _territory_loads(cohort, level, measure, n_jobs, atlas=None):
+def _territory_loads(cohort, level, measure, n_jobs, atlas="arterial"):
     """Territory loads of a cohort, one column per territory abbreviation."""
     from ..territory import OUTSIDE_COLUMN, VOLUME_COLUMN, territory_load  # lazy: nilearn
 
@@ -36,7 +36,7 @@ def _territory_loads(cohort, level, measure, n_jobs, atlas=None):
 
 
 def _source_frame(data, columns, *, territory_level=None, territory_measure=None, n_jobs=1,
-                  need_territories=False, allow_territories=True, atlas=None):
+                  need_territories=False, allow_territories=True, atlas="arterial"):
     """Return (frame indexed by subject, territory column names).
 
     ``columns`` are the phenotype columns and/or ``"lesion_volume"`` that are needed.
