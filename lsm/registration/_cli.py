@@ -40,7 +40,7 @@ def add_register_parser(sub, parent, add):
     p.add_argument("--no-lesion-filling", action="store_true",
                    help="do not fill the lesion with mirrored healthy tissue before SyN")
     p.add_argument("--interpolation", choices=["linear", "nearest"], default="linear",
-                   help="lesion warping: linear thresholded at 0.5, or nearest neighbour")
+                   help="lesion warping: linear thresholded to keep the interpolated volume, or nearest neighbour")
     p.add_argument("--random-state", type=int, default=0, help="seed of ANTs's metric sampling")
     p.add_argument("--n-jobs", type=int, default=1, help="subjects registered in parallel (-1: all cores)")
     p.set_defaults(func=run_register)
