@@ -12,10 +12,10 @@ the false-positive rate on shuffled scores), then the per-territory top-k displa
 
 Defaults: effect size 0.5, 100 permutations per map, 10 shuffled-score runs per method,
 methods t-test, regression with lesion volume as covariate, regression with dTLVC, and
-SVR-LSM. SVR-LSM refits the SVR at every permutation (about 1 s on SOOP on 2 cores), so
-it takes most of the time; do not cut its permutations much below 100: its FWE threshold
-is a maximum of standardised betas whose SD comes from the null maps themselves, which
-with few permutations (20) gave significant voxels in 8 of 10 shuffled-score runs.
+SVR-LSM. SVR-LSM refits the SVR at every permutation, so it takes most of the time.
+(Before lsm standardised beta by its spread over the observed and the permuted maps
+together, 20 permutations gave significant voxels in 8 of 10 shuffled-score runs; with
+the current engine and 100 permutations, 1 of 10.)
 Territories without a voxel lesioned in at least 5 % of the subjects (``min_lesioned``)
 cannot be mapped and are listed as skipped.
 
