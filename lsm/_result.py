@@ -262,7 +262,7 @@ class TableResult(AnalysisResult):
         -------
         path : Path
         """
-        from ._derivatives import json_safe as _json_safe
+        from ._derivatives import json_text
         from ._utils import atomic_output_dir
 
         fields = {}
@@ -280,8 +280,8 @@ class TableResult(AnalysisResult):
                         tmp / f"{f.name}.tsv", sep="\t", na_rep="n/a", index=False)
                 else:
                     fields[f.name] = value
-            meta = {"result_type": type(self).__name__, "fields": _json_safe(_encode(fields))}
-            (tmp / "result.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            meta = {"result_type": type(self).__name__, "fields": _encode(fields)}
+            (tmp / "result.json").write_text(json_text(meta), encoding="utf-8")
         return Path(path)
 
     @classmethod

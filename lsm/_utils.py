@@ -8,10 +8,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ._validation import check_option, check_random_state  # noqa: F401 (their home is lsm._validation)
 from .exceptions import OutputExistsError
 
-__all__ = ["check_option", "check_random_state", "atomic_output_dir", "atomic_write_text",
+__all__ = ["atomic_output_dir", "atomic_write_text",
            "display_path"]
 
 #: Subfolder of an output folder that :func:`lsm._derivatives.move_result_files` saves a

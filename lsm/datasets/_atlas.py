@@ -43,7 +43,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._utils import atomic_output_dir, check_option
+from .._utils import atomic_output_dir
+from .._validation import check_option
 from ..exceptions import DataFetchError, HashMismatchError
 from ._fetch import URL_ENV, dataset_files, fetch_dataset, file_sha256, get_data_dir
 

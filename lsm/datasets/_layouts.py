@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._utils import check_option
+from .._validation import check_option
 from ..exceptions import CohortError, LSMWarning, PhenotypeError
 
 __all__ = ["load_jhu_stroke", "load_atlas_r2", "load_isles24"]

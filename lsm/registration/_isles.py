@@ -15,7 +15,7 @@ NCCT-space DWI/ADC. The registration is written (BIDS derivatives, resumable) to
 import re
 from pathlib import Path
 
-from .._utils import check_option
+from .._validation import check_option
 from ..exceptions import CohortError
 
 __all__ = ["register_isles24", "isles24_images"]

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .._utils import check_option, check_random_state
+from .._validation import check_option, check_random_state
 from ..exceptions import LesionImageError, LSMError
 from ._ants import grid_image, import_ants, to_ants
 from ._preprocess import MODALITIES, prepare_image
@@ -529,7 +529,8 @@ def register_lesions(images, lesions, *, modality, template=None, template_mask=
     import nibabel as nib
 
     from .._images import mni_grid
-    from ..stats._parallel import check_n_jobs, parallel_map
+    from .._validation import check_n_jobs
+    from ..stats._parallel import parallel_map
     from ._result import RegistrationResult, make_provenance
 
     import_ants()

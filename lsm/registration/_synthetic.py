@@ -16,7 +16,7 @@ scipy, nibabel and nilearn are used, so the generator works without ANTs.
 import numpy as np
 from scipy import ndimage
 
-from .._utils import check_option, check_random_state
+from .._validation import check_option, check_random_state
 
 __all__ = ["synthetic_case", "template_images", "make_isles24_tree"]
 

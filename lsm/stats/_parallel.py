@@ -13,7 +13,7 @@ import joblib
 
 from .._validation import check_n_jobs
 
-__all__ = ["parallel_map", "effective_n_jobs", "check_n_jobs"]
+__all__ = ["parallel_map", "effective_n_jobs"]
 
 logger = logging.getLogger("lsm")
 
